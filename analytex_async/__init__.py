@@ -1,0 +1,74 @@
+"""analytex-async: the asyncio-native (and trio) SDK for the Analytex server API.
+
+Example:
+    ```python
+    from analytex_async import AsyncAnalytex
+
+    async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
+        await client.identify("user_001", metadata={"name": "Jane"}, company="company_001")
+    ```
+"""
+
+from ._client import AsyncAnalytex
+from ._errors import (
+    AnalytexError,
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    ErrorDetail,
+    ImportAbortedError,
+    InternalServerError,
+    JobFailedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ValidationError,
+)
+from ._models import (
+    Company,
+    ImportProgress,
+    ImportResult,
+    Job,
+    JobStatus,
+    Rejection,
+    User,
+)
+from ._transport import RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AnalytexError",
+    "AsyncAnalytex",
+    "AuthenticationError",
+    "BadRequestError",
+    "Company",
+    "ConfigurationError",
+    "ConflictError",
+    "ErrorDetail",
+    "ImportAbortedError",
+    "ImportProgress",
+    "ImportResult",
+    "InternalServerError",
+    "Job",
+    "JobFailedError",
+    "JobStatus",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Rejection",
+    "RetryPolicy",
+    "User",
+    "ValidationError",
+    "__version__",
+]

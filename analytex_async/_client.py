@@ -1,0 +1,564 @@
+"""``AsyncAnalytex``: configuration, lifecycle, and one method per API call."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+
+from ._errors import APIError, ConfigurationError, JobFailedError, ValidationError
+from ._models import Company, Job, JobStatus, User
+from ._request_window import RequestWindow
+from ._transport import RetryPolicy, Transport, bytes_body, encode_json, json_body
+from ._validation import RecordKind, bulk_record, check_metadata, company_reference, require_id
+
+REGIONS: Mapping[str, str] = {
+    "us": "https://analytex.userpilot.io",
+    "eu": "https://analytex-eu.userpilot.io",
+}
+MAX_BULK_RECORDS = 10_000
+MAX_REQUEST_BYTES = 50_000_000
+DELETE_INTERVAL = 2.0
+"""The API takes one delete request every 2 seconds."""
+
+BulkRecord = User | Company | Mapping[str, Any]
+"""A record for the bulk calls: a model object or a mapping with the API's field names."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(region: str, base_url: str | None) -> str:
+    """Choose and check the API's base URL.
+
+    Args:
+        region: ``"us"`` or ``"eu"``, used when no base URL is given.
+        base_url: An explicit base URL, or ``None`` to use ``ANALYTEX_BASE_URL`` or the region.
+
+    Returns:
+        The base URL without a trailing slash.
+
+    Raises:
+        ConfigurationError: The region is unknown, the URL is malformed, or it is plain
+            ``http://`` to a host that is not loopback.
+    """
+    url = base_url if base_url is not None else os.environ.get("ANALYTEX_BASE_URL") or None
+    if url is None:
+        try:
+            return REGIONS[region.lower()]
+        except (KeyError, AttributeError):
+            known = ", ".join(repr(r) for r in REGIONS)
+            raise ConfigurationError(
+                f"unknown region {region!r}; use one of {known} or pass base_url"
+            ) from None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL with a host, got {url!r:.200}"
+        )
+    if parts.username or parts.password:
+        raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"base_url must not have a query or fragment: {url!r:.200}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to {parts.hostname!r}: the API key would travel in clear "
+            "text; use https:// (plain http is allowed only to loopback hosts)"
+        )
+    return url.rstrip("/")
+
+
+def _check_api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get("ANALYTEX_API_KEY")
+    if key is None or key == "":
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the ANALYTEX_API_KEY environment variable"
+        )
+    if not isinstance(key, str):
+        raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
+    # Refuse what cannot go in a header, without echoing the key in the message.
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            "api_key holds white space or characters that cannot be sent in an HTTP header"
+        )
+    return key
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+
+
+def _job_of(response: httpx.Response, what: str) -> Job:
+    try:
+        data = response.json()
+    except ValueError:
+        raise APIError(
+            f"{what} answered {response.status_code} with a body that is not JSON: "
+            f"{response.text[:200]!r}",
+            request=response.request,
+        ) from None
+    if not isinstance(data, Mapping):
+        raise APIError(
+            f"{what} answered {response.status_code} with a body that is not a job object",
+            request=response.request,
+        )
+    job = data.get("job")
+    if isinstance(job, Mapping) and "job_id" not in data:
+        data = job
+    try:
+        return Job.from_api(data)
+    except ValueError as exc:
+        raise APIError(f"{what}: {exc}", request=response.request) from None
+
+
+class AsyncAnalytex:
+    """The asynchronous Analytex client.
+
+    One client holds one connection pool: create it once (at app start-up) and share it.
+    It works under asyncio and trio.
+
+    Args:
+        api_key: The API key; defaults to the ``ANALYTEX_API_KEY`` environment variable.
+        region: ``"us"`` (default) or ``"eu"``; ignored when a base URL is given.
+        base_url: The API's base URL; defaults to ``ANALYTEX_BASE_URL``, then the region's.
+            Plain ``http://`` is refused except to loopback hosts.
+        timeout: Seconds before a request times out (used when the client makes its own
+            ``httpx.AsyncClient``).
+        max_retries: Retries of a failed request (connection errors, timeouts, 408, 429, 5xx).
+        rows_per_minute: The bulk processing rate the bulk pipeline keeps to.
+        requests_per_minute: The real-time rate held separately for identify (users and
+            companies) and for track, per client; ``None`` turns the limit off.
+        governor: A shared rate governor for the bulk pipeline (e.g. Redis-backed); by default
+            each client has its own.
+        http_client: An ``httpx.AsyncClient`` to use as is; the caller keeps ownership and
+            closes it.
+        retry_policy: Overrides ``max_retries`` with a complete ``RetryPolicy``.
+        max_concurrency: Requests in flight at once at most.
+
+    Raises:
+        ConfigurationError: A setting is missing or wrong.
+
+    Example:
+        ```python
+        async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
+            await client.identify("user_001", metadata={"name": "Jane"})
+        ```
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        region: str = "us",
+        base_url: str | None = None,
+        timeout: float | None = 30.0,
+        max_retries: int = 4,
+        rows_per_minute: float = 1200,
+        requests_per_minute: int | None = 600,
+        governor: object | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_concurrency: int = 16,
+    ) -> None:
+        key = _check_api_key(api_key)
+        url = resolve_base_url(region, base_url)
+        _positive("timeout", timeout, allow_none=True)
+        _positive("rows_per_minute", rows_per_minute)
+        _positive("requests_per_minute", requests_per_minute, allow_none=True)
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or (
+            max_concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"max_concurrency must be a positive integer, got {max_concurrency!r}"
+            )
+        if retry_policy is None:
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or (
+                max_retries < 0
+            ):
+                raise ConfigurationError(
+                    f"max_retries must be a non-negative integer, got {max_retries!r}"
+                )
+            retry_policy = RetryPolicy(max_retries=max_retries)
+        if requests_per_minute is not None and not isinstance(requests_per_minute, int):
+            raise ConfigurationError(
+                f"requests_per_minute must be an integer, got {requests_per_minute!r}"
+            )
+        self.base_url = url
+        self.rows_per_minute = float(rows_per_minute)
+        self.requests_per_minute = requests_per_minute
+        self.governor = governor
+        self._owns_http_client = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                timeout=timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+                ),
+            )
+        self._http_client = http_client
+        self._transport = Transport(
+            http_client,
+            base_url=url,
+            api_key=key,
+            retry=retry_policy,
+            max_concurrency=max_concurrency,
+        )
+        self._identify_window: RequestWindow | None = None
+        self._track_window: RequestWindow | None = None
+        if requests_per_minute is not None:
+            self._identify_window = RequestWindow(requests_per_minute, 60.0)
+            self._track_window = RequestWindow(requests_per_minute, 60.0)
+        self._delete_window = RequestWindow(1, DELETE_INTERVAL)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncAnalytex(base_url={self.base_url!r}, api_key='***')"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._transport.retry
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``aclose()`` has run."""
+        return self._closed
+
+    async def __aenter__(self) -> AsyncAnalytex:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the caller supplied the ``http_client``).
+
+        Safe to call more than once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http_client:
+            await self._http_client.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this AsyncAnalytex client is closed; create a new one")
+
+    # -- real-time calls ---------------------------------------------------------------------
+
+    async def identify(
+        self,
+        user_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        company: str | Company | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Identify a user and update their profile (``POST /v1/identify``).
+
+        Args:
+            user_id: The user's id (a non-empty string).
+            metadata: Profile properties (JSON values; nested objects are allowed here).
+            company: The user's company: its id, a ``Company``, or a mapping with an ``id``
+                and other company properties.
+
+        Raises:
+            ValidationError: Bad input; nothing was sent.
+            APIError: The request failed (see the subclasses).
+        """
+        self._check_open()
+        body: dict[str, Any] = {"user_id": require_id(user_id, "user_id")}
+        props = check_metadata(metadata, primitives_only=False)
+        if props:
+            body["metadata"] = props
+        if company is not None:
+            body["company"] = company_reference(company)
+        await self._transport.request(
+            "POST", "/v1/identify", body=json_body(body), window=self._identify_window
+        )
+
+    async def identify_company(
+        self, company_id: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Identify a company and update its profile (``POST /v1/companies/identify``).
+
+        Args:
+            company_id: The company's id (a non-empty string).
+            metadata: Profile properties.
+
+        Raises:
+            ValidationError: Bad input; nothing was sent.
+            APIError: The request failed.
+        """
+        self._check_open()
+        body: dict[str, Any] = {"company_id": require_id(company_id, "company_id")}
+        props = check_metadata(metadata, primitives_only=False)
+        if props:
+            body["metadata"] = props
+        await self._transport.request(
+            "POST", "/v1/companies/identify", body=json_body(body), window=self._identify_window
+        )
+
+    async def track(
+        self, user_id: str, event_name: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Track an event for a user (``POST /v1/track``).
+
+        Args:
+            user_id: The user's id.
+            event_name: The event's name.
+            metadata: Event properties.
+
+        Raises:
+            ValidationError: Bad input; nothing was sent.
+            APIError: The request failed.
+        """
+        self._check_open()
+        body: dict[str, Any] = {
+            "user_id": require_id(user_id, "user_id"),
+            "event_name": require_id(event_name, "event_name"),
+        }
+        props = check_metadata(metadata, primitives_only=False)
+        if props:
+            body["metadata"] = props
+        await self._transport.request(
+            "POST", "/v1/track", body=json_body(body), window=self._track_window
+        )
+
+    # -- bulk JSON calls ---------------------------------------------------------------------
+
+    async def _bulk_json(self, path: str, key: str, records: Iterable[BulkRecord]) -> Job:
+        self._check_open()
+        if isinstance(records, (str, bytes, Mapping, User, Company)):
+            raise ValidationError(
+                f"pass a list of records, not a single {type(records).__name__}", field=key
+            )
+        kind: RecordKind = "user" if key == "users" else "company"
+        wire = []
+        for position, record in enumerate(records):
+            if position >= MAX_BULK_RECORDS:
+                raise ValidationError(
+                    f"more than {MAX_BULK_RECORDS:,} records in one bulk call; use "
+                    f"import_{key}() to send any number in governed batches",
+                    field=key,
+                    position=position,
+                )
+            wire.append(bulk_record(record, kind, position=position))
+        if not wire:
+            raise ValidationError("at least one record is needed", field=key)
+        content = encode_json({key: wire})
+        size = len(content)
+        if size > MAX_REQUEST_BYTES:
+            raise ValidationError(
+                f"the request body is {size:,} bytes, over the API's "
+                f"{MAX_REQUEST_BYTES:,}-byte limit; use import_{key}() to split it",
+                field=key,
+            )
+        response = await self._transport.request(
+            "POST", path, body=bytes_body(content, "application/json")
+        )
+        return _job_of(response, f"POST {path}")
+
+    async def bulk_identify(self, users: Iterable[BulkRecord]) -> Job:
+        """Submit up to 10,000 user updates as one JSON bulk job.
+
+        For more records, or a file, use ``import_users``, which batches, governs the rate and
+        waits out the one-job-at-a-time rule.
+
+        Args:
+            users: ``User`` objects or mappings with ``user_id``, ``company_id``, ``metadata``.
+
+        Returns:
+            The job the server created.
+
+        Raises:
+            ValidationError: A record is invalid (the message names its position and field),
+                there are none, more than 10,000, or the body exceeds 50 MB; nothing was sent.
+            ConflictError: Another bulk job is still running for the account.
+            APIError: The request failed.
+        """
+        return await self._bulk_json("/v1/users/bulk_identify", "users", users)
+
+    async def bulk_identify_companies(self, companies: Iterable[BulkRecord]) -> Job:
+        """Submit up to 10,000 company updates as one JSON bulk job.
+
+        Args:
+            companies: ``Company`` objects or mappings with ``company_id`` and ``metadata``.
+
+        Returns:
+            The job the server created.
+
+        Raises:
+            ValidationError: A record is invalid, there are none or too many; nothing was sent.
+            ConflictError: Another bulk job is still running for the account.
+            APIError: The request failed.
+        """
+        return await self._bulk_json("/v1/companies/bulk_identify", "companies", companies)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        """Fetch one background job (``GET /v1/background_jobs/{job_id}``).
+
+        Args:
+            job_id: The job's id, as returned by a bulk call (it is percent-encoded for you).
+
+        Returns:
+            The job in its current state.
+
+        Raises:
+            ValidationError: The id is empty.
+            NotFoundError: There is no such job.
+            APIError: The request failed.
+        """
+        self._check_open()
+        path = f"/v1/background_jobs/{quote(require_id(job_id, 'job_id'), safe='')}"
+        response = await self._transport.request("GET", path)
+        return _job_of(response, f"GET {path}")
+
+    async def list_jobs(self) -> list[Job]:
+        """List the account's background jobs (``GET /v1/background_jobs``).
+
+        Returns:
+            The jobs, in the server's order. Entries without a job id are skipped.
+
+        Raises:
+            APIError: The request failed or the body is not a list of jobs.
+        """
+        self._check_open()
+        response = await self._transport.request("GET", "/v1/background_jobs")
+        try:
+            data = response.json()
+        except ValueError:
+            raise APIError(
+                "GET /v1/background_jobs answered with a body that is not JSON",
+                request=response.request,
+            ) from None
+        if isinstance(data, Mapping):
+            data = next(
+                (data[k] for k in ("jobs", "data", "background_jobs") if k in data), None
+            )
+        if not isinstance(data, list):
+            raise APIError(
+                "GET /v1/background_jobs answered with a body that is not a list of jobs",
+                request=response.request,
+            )
+        jobs = []
+        for item in data:
+            if isinstance(item, Mapping):
+                try:
+                    jobs.append(Job.from_api(item))
+                except ValueError:
+                    continue
+        return jobs
+
+    def _poll_interval(self, job: Job, previous: float) -> float:
+        """How long to wait before the next poll: the expected remaining time, 1 to 30 s."""
+        if job.total_rows is not None and job.completed_rows is not None:
+            remaining_rows = max(job.total_rows - job.completed_rows, 0)
+            remaining = remaining_rows * 60.0 / self.rows_per_minute
+            return min(max(remaining, 1.0), 30.0)
+        return min(previous * 2, 15.0)
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- named by the public contract
+        poll_interval: float | None = None,
+    ) -> Job:
+        """Poll a job until it is terminal.
+
+        Polls rarely while the job has long to go and right when it should finish: the wait is
+        the expected remaining time at ``rows_per_minute``, kept between 1 and 30 seconds (a
+        job without row counts is polled at 1, 2, 4, 8, then every 15 seconds).
+
+        Args:
+            job_id: The job's id.
+            timeout: Seconds to wait at most (``None``: no limit).
+            poll_interval: A fixed number of seconds between polls, instead of the adaptive one.
+
+        Returns:
+            The completed job.
+
+        Raises:
+            JobFailedError: The job ended ``failed``.
+            TimeoutError: The job was not terminal after ``timeout`` seconds.
+            APIError: Polling failed (after retries).
+        """
+        _positive("timeout", timeout, allow_none=True)
+        _positive("poll_interval", poll_interval, allow_none=True)
+        job: Job | None = None
+        interval = 0.5
+        with anyio.move_on_after(timeout):
+            while True:
+                job = await self.get_job(job_id)
+                if job.status is JobStatus.FAILED:
+                    raise JobFailedError(job)
+                if job.is_terminal:
+                    return job
+                interval = poll_interval or self._poll_interval(job, interval)
+                await anyio.sleep(interval)
+        last = f"; last status {job.status.value}" if job is not None else ""
+        raise TimeoutError(f"job {job_id} was not finished after {timeout} s{last}")
+
+    # -- deletion ----------------------------------------------------------------------------
+
+    async def _delete(self, path: str, key: str, ids: Iterable[str]) -> None:
+        self._check_open()
+        if isinstance(ids, (str, bytes)):
+            raise ValidationError(f"pass a list of ids, not a single {type(ids).__name__}")
+        checked = [require_id(i, key, position=n) for n, i in enumerate(ids)]
+        if not checked:
+            raise ValidationError("at least one id is needed", field=key)
+        await self._transport.request(
+            "DELETE", path, body=json_body({key: checked}), window=self._delete_window
+        )
+
+    async def delete_users(self, user_ids: Iterable[str]) -> None:
+        """Ask the server to delete users (``DELETE /v1/users``); it applies deletions daily.
+
+        Calls are spaced at least 2 seconds apart, as the API requires.
+
+        Args:
+            user_ids: The ids of the users to delete.
+
+        Raises:
+            ValidationError: An id is not a non-empty string, or there are none.
+            APIError: The request failed.
+        """
+        await self._delete("/v1/users", "users", user_ids)
+
+    async def delete_companies(self, company_ids: Iterable[str]) -> None:
+        """Ask the server to delete companies (``DELETE /v1/companies``).
+
+        Args:
+            company_ids: The ids of the companies to delete.
+
+        Raises:
+            ValidationError: An id is not a non-empty string, or there are none.
+            APIError: The request failed.
+        """
+        await self._delete("/v1/companies", "companies", company_ids)

@@ -1,0 +1,239 @@
+"""The exception hierarchy: one class per kind of failure a caller may want to catch.
+
+Every message says what failed and where, and none of them ever contains the API key: the
+transport redacts it from anything the server echoes back before a message is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._models import ImportResult, Job
+
+
+@attrs.frozen
+class ErrorDetail:
+    """One entry of the API's error body ``{"errors": [{...}]}``.
+
+    Attributes:
+        error: The short error name, e.g. ``"invalid_payload"``.
+        error_code: The machine-readable code, when the server sends one.
+        message: The human-readable explanation.
+        details: Anything else the server attached (often a mapping), or ``None``.
+    """
+
+    error: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    details: Any = None
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.message, self.error, self.error_code) if p]
+        return parts[0] if parts else "unspecified error"
+
+
+class AnalytexError(Exception):
+    """The base of every exception this package raises on purpose."""
+
+
+class ConfigurationError(AnalytexError):
+    """A setting is missing or wrong (API key, base URL, region, a numeric option)."""
+
+
+class ValidationError(AnalytexError, ValueError):
+    """Input was refused before any request was sent.
+
+    Attributes:
+        field: The offending field (``"user_id"``, ``"metadata.plan"``, ...), when known.
+        position: The record's zero-based position in the call's input, when it came from a list
+            or a stream of records.
+        line: The one-based line number in the source file, when the record came from a file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        position: int | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.field = field
+        self.position = position
+        self.line = line
+        where = []
+        if position is not None:
+            where.append(f"record {position}")
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        self.reason = message
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class JobFailedError(AnalytexError):
+    """A background job ended with status ``failed``.
+
+    Attributes:
+        job: The job in its final state.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        rows = ""
+        if job.total_rows is not None:
+            rows = f" after {job.completed_rows or 0} of {job.total_rows} rows"
+        super().__init__(f"job {job.job_id} failed{rows}")
+
+
+class APIError(AnalytexError):
+    """A request to the API did not succeed.
+
+    Attributes:
+        message: What happened, in one line.
+        request: The last ``httpx.Request`` sent, when there was one.
+        attempts: How many times the request was sent in all (1 when it was not retried).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.message = message
+        self.request = request
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ImportAbortedError(APIError):
+    """A bulk import stopped on a failure it could not retry.
+
+    The final failure is chained as ``__cause__``.
+
+    Attributes:
+        result: What was read, sent and accepted before the import stopped, including the jobs
+            of every accepted batch.
+    """
+
+    def __init__(self, message: str, *, result: ImportResult) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+class APIConnectionError(APIError):
+    """No response came back: the connection failed, was reset, or the read did not finish."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out before a response came back."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        response: The ``httpx.Response``.
+        errors: The parsed error list of the body (empty when the body had none).
+        request_id: The server's request id header, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        errors: list[ErrorDetail] | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.status_code = response.status_code
+        self.response = response
+        self.errors = errors or []
+        self.request_id = request_id
+        super().__init__(message, request=response.request, attempts=attempts)
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the payload."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key lacks permission for this call."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the resource (usually a job id) does not exist."""
+
+
+class ConflictError(APIStatusError):
+    """409: a bulk job is already running for this account."""
+
+
+class PayloadTooLargeError(APIStatusError):
+    """413: more than 10,000 records or more than 50 MB in one request."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the account's rate limit was exceeded.
+
+    Attributes:
+        retry_after: The server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        errors: list[ErrorDetail] | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            message, response=response, errors=errors, request_id=request_id, attempts=attempts
+        )
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: RateLimitError,
+}
+
+
+def error_class_for(status_code: int) -> type[APIStatusError]:
+    """Return the exception class for an error status code.
+
+    Args:
+        status_code: An HTTP status code of 300 or more.
+
+    Returns:
+        The most specific ``APIStatusError`` subclass for the code.
+    """
+    if status_code >= 500:
+        return InternalServerError
+    return STATUS_ERRORS.get(status_code, APIStatusError)

@@ -1,0 +1,83 @@
+"""A sliding-window limit on requests, so the client never draws a 429 it could have avoided.
+
+The server counts requests per key in a window (600 identify calls a minute, one delete every
+2 seconds). ``RequestWindow`` lets a request start only while fewer than ``limit`` requests are in
+flight or finished within the last ``period`` seconds. A request's slot is freed ``period``
+seconds after its *response* arrived, not after it was sent: the server saw the request before
+it answered, so counting from the answer keeps us inside any window the server can measure,
+whatever the network latency. This is the strictest reading of "N per period": it also satisfies
+fixed-window counters and token buckets of capacity N.
+
+Waiters are served first come, first served.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+
+class RequestWindow:
+    """At most ``limit`` requests in any ``period`` seconds.
+
+    Args:
+        limit: Requests allowed per window (at least 1).
+        period: The window's length in seconds.
+    """
+
+    def __init__(self, limit: int, period: float) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if period <= 0:
+            raise ValueError(f"period must be positive, got {period}")
+        self.limit = limit
+        self.period = period
+        self._finished: deque[float] = deque()
+        self._in_flight = 0
+        self._turn = anyio.Lock()  # FIFO among waiters
+        self._released = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"RequestWindow(limit={self.limit}, period={self.period})"
+
+    def _expire(self, now: float) -> None:
+        while self._finished and now - self._finished[0] >= self.period:
+            self._finished.popleft()
+
+    async def _acquire(self) -> None:
+        async with self._turn:
+            while True:
+                now = anyio.current_time()
+                self._expire(now)
+                if self._in_flight + len(self._finished) < self.limit:
+                    self._in_flight += 1
+                    return
+                if self._finished:
+                    # The extra microsecond makes sure the slot has expired when we wake:
+                    # without it, float rounding can leave us a hair short, again and again.
+                    await anyio.sleep(self._finished[0] + self.period - now + 1e-6)
+                else:
+                    # Every slot is held by a request still in flight: wait for an answer.
+                    await self._released.wait()
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        self._finished.append(anyio.current_time())
+        self._released.set()
+        self._released = anyio.Event()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one request slot for the duration of the block.
+
+        Yields:
+            Nothing; send the request inside the block.
+        """
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._release()

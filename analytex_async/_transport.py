@@ -1,0 +1,427 @@
+"""The one place httpx is used: build each request, send it, retry it, map failures to errors.
+
+The retry policy is one readable loop in ``Transport.request``: connection errors, timeouts,
+408, 429 and 5xx are retried with exponential backoff and jitter (``Retry-After`` honoured and
+capped); every other status is raised at once as its own exception class. The request is rebuilt
+for every attempt from its body factory, so a streamed body is never half-consumed on a retry.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import platform
+import random
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ErrorDetail,
+    RateLimitError,
+    ValidationError,
+    error_class_for,
+)
+from ._request_window import RequestWindow
+from ._version import __version__
+
+logger = logging.getLogger("analytex_async")
+
+API_VERSION = "2020-09-22"
+ACCEPT = "application/json, text/plain, */*"
+USER_AGENT = (
+    f"analytex-async/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
+)
+RETRYABLE_STATUSES = frozenset({408, 429})
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid")
+
+Content = bytes | AsyncIterable[bytes]
+BodyFactory = Callable[[], tuple[Mapping[str, str], Content]]
+"""Returns fresh headers and content for one attempt (called once per attempt)."""
+RetryHook = Callable[[APIError, float], Awaitable[None] | None]
+"""Called with the failure and the delay before each retry."""
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How failed requests are retried.
+
+    A retry waits ``min(initial_delay * 2**n, max_delay)`` seconds, less up to ``jitter`` of
+    it at random (n counts retries from 0), or the server's ``Retry-After`` when it sends one,
+    capped at ``max_retry_after``.
+
+    Attributes:
+        max_retries: Retries after the first attempt (so ``max_retries + 1`` attempts at most).
+        initial_delay: The first backoff in seconds.
+        max_delay: The longest backoff in seconds.
+        max_retry_after: The longest ``Retry-After`` honoured, in seconds.
+        jitter: The fraction of a backoff that is randomised away (0 to 1).
+        random: A source of floats in ``[0, 1)``; inject one for deterministic tests.
+
+    Example:
+        >>> RetryPolicy(max_retries=2).backoff(10) <= 8.0
+        True
+    """
+
+    max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    initial_delay: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
+    max_retry_after: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(
+        default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    random: Callable[[], float] = attrs.field(default=random.random, eq=False, repr=False)
+
+    def backoff(self, retry_number: int) -> float:
+        """The delay before retry ``retry_number`` (0-based) when the server gave none.
+
+        Args:
+            retry_number: How many retries came before this one.
+
+        Returns:
+            Seconds to wait.
+        """
+        base = min(self.initial_delay * 2 ** min(retry_number, 30), self.max_delay)
+        return float(base * (1 - self.jitter * self.random()))
+
+    def delay(self, retry_number: int, retry_after: float | None) -> float:
+        """The delay before a retry, honouring the server's ``Retry-After``.
+
+        Args:
+            retry_number: How many retries came before this one.
+            retry_after: The server's ``Retry-After`` in seconds, if any.
+
+        Returns:
+            Seconds to wait.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        return self.backoff(retry_number)
+
+
+def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Read ``Retry-After-Ms`` or ``Retry-After`` (seconds or an HTTP date) as seconds.
+
+    Args:
+        headers: The response headers.
+        now: The current Unix time, for an HTTP date (defaults to ``time.time()``).
+
+    Returns:
+        Seconds to wait (never negative), or ``None`` when there is no usable header.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis)
+        except ValueError:
+            pass
+        else:
+            if value == value and value not in (float("inf"), float("-inf")):  # noqa: PLR0124
+                return max(value / 1000, 0.0)
+    text = headers.get("retry-after")
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        current = time.time() if now is None else now
+        return max(when.timestamp() - current, 0.0)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # noqa: PLR0124
+        return None
+    return max(seconds, 0.0)
+
+
+def encode_json(body: object) -> bytes:
+    """Encode a checked body as compact UTF-8 JSON.
+
+    Args:
+        body: A JSON-compatible value (already validated).
+
+    Returns:
+        The encoded bytes.
+
+    Raises:
+        ValidationError: The value is not JSON after all (a safety net; validation should have
+            caught it with a better message).
+    """
+    try:
+        return json.dumps(
+            body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"body is not JSON-serialisable: {exc}") from None
+
+
+def bytes_body(content: bytes, content_type: str) -> BodyFactory:
+    """A body factory for content held in memory, replayed as is on every attempt.
+
+    Args:
+        content: The encoded body.
+        content_type: Its ``Content-Type``.
+
+    Returns:
+        The factory.
+    """
+    headers = {"Content-Type": content_type}
+    return lambda: (headers, content)
+
+
+def json_body(body: object) -> BodyFactory:
+    """A body factory for a JSON body, encoded once and replayed on every attempt.
+
+    Args:
+        body: A JSON-compatible value (already validated).
+
+    Returns:
+        The factory.
+    """
+    return bytes_body(encode_json(body), "application/json")
+
+
+def parse_errors(response: httpx.Response) -> list[ErrorDetail]:
+    """Parse an error body: the documented JSON ``errors`` list, other JSON, plain text or empty.
+
+    Args:
+        response: The error response (its body already read).
+
+    Returns:
+        The errors it holds; empty when the body is empty.
+    """
+    text = response.text.strip()
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [ErrorDetail(message=text[:1000])]
+    items: list[Any]
+    if isinstance(data, Mapping) and isinstance(data.get("errors"), list):
+        items = data["errors"]
+    elif isinstance(data, list):
+        items = data
+    else:
+        items = [data]
+    details = []
+    for item in items:
+        if isinstance(item, Mapping):
+
+            def text_of(key: str, item: Mapping[str, Any] = item) -> str | None:
+                value = item.get(key)
+                return None if value is None else str(value)
+
+            details.append(
+                ErrorDetail(
+                    error=text_of("error"),
+                    error_code=text_of("error_code") or text_of("code"),
+                    message=text_of("message") or text_of("detail"),
+                    details=item.get("details"),
+                )
+            )
+        elif item is not None:
+            details.append(ErrorDetail(message=str(item)[:1000]))
+    return details
+
+
+class Transport:
+    """Sends API requests: headers, rate windows, concurrency, retries and error mapping.
+
+    Args:
+        http_client: The ``httpx.AsyncClient`` to send with.
+        base_url: The API's base URL, without a trailing slash.
+        api_key: The API key (kept private; redacted from everything we print).
+        retry: The retry policy.
+        max_concurrency: Requests in flight at once at most.
+    """
+
+    def __init__(
+        self,
+        http_client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        retry: RetryPolicy,
+        max_concurrency: int,
+    ) -> None:
+        self.http_client = http_client
+        self.base_url = base_url
+        self.retry = retry
+        self._api_key = api_key
+        self._in_flight = anyio.CapacityLimiter(max_concurrency)
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r})"
+
+    def redact(self, text: str) -> str:
+        """Remove the API key from text the server (or anything else) may have echoed.
+
+        Args:
+            text: Any text.
+
+        Returns:
+            The text with every occurrence of the key replaced by ``***``.
+        """
+        return text.replace(self._api_key, "***") if self._api_key in text else text
+
+    def _build(self, method: str, path: str, body: BodyFactory | None) -> httpx.Request:
+        headers = {
+            "Authorization": f"Token {self._api_key}",
+            "X-API-Version": API_VERSION,
+            "Accept": ACCEPT,
+            "User-Agent": USER_AGENT,
+        }
+        content: Content | None = None
+        if body is not None:
+            extra, content = body()
+            headers.update(extra)
+        return self.http_client.build_request(
+            method, self.base_url + path, headers=headers, content=content
+        )
+
+    def _status_error(
+        self, request: httpx.Request, response: httpx.Response, path: str, attempts: int
+    ) -> APIStatusError:
+        errors = [
+            ErrorDetail(
+                error=_redacted(self, e.error),
+                error_code=_redacted(self, e.error_code),
+                message=_redacted(self, e.message),
+                details=e.details,
+            )
+            for e in parse_errors(response)
+        ]
+        request_id = next(
+            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+        )
+        reason = response.reason_phrase or ""
+        message = f"{request.method} {path} answered {response.status_code} {reason}".rstrip()
+        if errors:
+            message += f": {errors[0]}"
+            if len(errors) > 1:
+                message += f" (and {len(errors) - 1} more)"
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("location", "")
+            message += f"; redirect to {location!r:.200} not followed"
+        if request_id:
+            message += f" [request id {request_id}]"
+        if attempts > 1:
+            message += f" after {attempts} attempts"
+        cls = error_class_for(response.status_code)
+        if cls is RateLimitError:
+            return RateLimitError(
+                message,
+                response=response,
+                errors=errors,
+                request_id=request_id,
+                attempts=attempts,
+                retry_after=parse_retry_after(response.headers),
+            )
+        return cls(
+            message, response=response, errors=errors, request_id=request_id, attempts=attempts
+        )
+
+    def _connection_error(
+        self, request: httpx.Request, path: str, exc: httpx.RequestError, attempts: int
+    ) -> APIConnectionError:
+        kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        what = "timed out" if kind is APITimeoutError else "got no response"
+        detail = self.redact(str(exc)) or type(exc).__name__
+        message = f"{request.method} {path} {what} ({type(exc).__name__}: {detail})"
+        if attempts > 1:
+            message += f" after {attempts} attempts"
+        return kind(message, request=request, attempts=attempts)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: BodyFactory | None = None,
+        window: RequestWindow | None = None,
+        retry_statuses: frozenset[int] = frozenset(),
+        on_retry: RetryHook | None = None,
+    ) -> httpx.Response:
+        """Send a request, retrying what is safe to retry, and return the 2xx response.
+
+        Args:
+            method: The HTTP method.
+            path: The path below the base URL, already percent-encoded.
+            body: Builds the body afresh for each attempt.
+            window: A rate window every attempt must fit in.
+            retry_statuses: Statuses to retry besides 408, 429 and 5xx.
+            on_retry: Called before each retry's wait with the failure and the delay.
+
+        Returns:
+            The successful response, its body read.
+
+        Raises:
+            APIStatusError: The server answered with an error status (a subclass per status),
+                after the retries when the status is retryable.
+            APIConnectionError: No response came back, after the retries.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            request = self._build(method, path, body)
+            started = anyio.current_time()
+            error: APIError
+            cause: httpx.RequestError | None = None
+            try:
+                async with AsyncExitStack() as stack:
+                    if window is not None:
+                        await stack.enter_async_context(window.slot())
+                    await stack.enter_async_context(self._in_flight)
+                    response = await self.http_client.send(request)
+            except httpx.RequestError as exc:
+                error = self._connection_error(request, path, exc, attempt)
+                cause = exc
+                logger.debug(
+                    "%s %s -> %s (attempt %d, %.3f s)",
+                    method, path, type(exc).__name__, attempt, anyio.current_time() - started,
+                )
+                retryable = True
+            else:
+                logger.debug(
+                    "%s %s -> %d (attempt %d, %.3f s)",
+                    method, path, response.status_code, attempt, anyio.current_time() - started,
+                )
+                if response.is_success:
+                    return response
+                error = self._status_error(request, response, path, attempt)
+                status = response.status_code
+                retryable = status in RETRYABLE_STATUSES or status in retry_statuses or (
+                    status >= 500
+                )
+            if not retryable or attempt > self.retry.max_retries:
+                raise error from cause
+            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            if retry_after is None and isinstance(error, APIStatusError):
+                retry_after = parse_retry_after(error.response.headers)
+            delay = self.retry.delay(attempt - 1, retry_after)
+            logger.info(
+                "%s %s failed (%s); retry %d of %d in %.2f s",
+                method, path, error.message, attempt, self.retry.max_retries, delay,
+            )
+            if on_retry is not None:
+                outcome = on_retry(error, delay)
+                if outcome is not None:
+                    await outcome
+            await anyio.sleep(delay)
+
+
+def _redacted(transport: Transport, text: str | None) -> str | None:
+    return None if text is None else transport.redact(text)

@@ -1,0 +1,257 @@
+"""What a valid record is: the one place the SDK's input rules live.
+
+Every check raises ``ValidationError`` naming the field and, when the caller passes it, the
+record's position, so that a bad row in a million is found at once. Each function returns the
+record in its wire form (a plain ``dict`` ready for ``json.dumps``), so callers never encode
+something that was not checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ._errors import ValidationError
+from ._models import Company, User
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_DEPTH = 32
+"""How deeply real-time metadata may nest; deeper is almost certainly a reference cycle."""
+
+RecordKind = Literal["user", "company"]
+
+_USER_FIELDS = frozenset({"user_id", "company_id", "metadata"})
+_COMPANY_FIELDS = frozenset({"company_id", "metadata"})
+
+
+def require_id(value: object, field: str, *, position: int | None = None) -> str:
+    """Check that an id is a non-empty string.
+
+    Args:
+        value: The id as given.
+        field: Its field name, for the error.
+        position: The record's position, for the error.
+
+    Returns:
+        The id.
+
+    Raises:
+        ValidationError: It is not a string, or is empty or only white space.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"must be a string, got {type(value).__name__}", field=field, position=position
+        )
+    if not value.strip():
+        raise ValidationError("must not be empty", field=field, position=position)
+    _check_text(value, field, position)
+    return value
+
+
+def _check_text(value: str, field: str, position: int | None) -> None:
+    # A lone surrogate cannot be encoded as UTF-8: catch it here, where we know the field,
+    # rather than as an encoding crash in the middle of a batch.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                "contains a lone surrogate, which UTF-8 cannot encode",
+                field=field,
+                position=position,
+            ) from None
+
+
+def _check_number(value: int | float, field: str, position: int | None) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(
+            f"{value!r} is not a JSON number (only finite floats are allowed)",
+            field=field,
+            position=position,
+        )
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+        INT64_MIN <= value <= INT64_MAX
+    ):
+        raise ValidationError(
+            "integer does not fit in 64 bits; send it as a string",
+            field=field,
+            position=position,
+        )
+
+
+def _check_value(
+    value: object, field: str, position: int | None, *, primitives_only: bool, depth: int
+) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(value, field, position)
+        return
+    if isinstance(value, (int, float)):
+        _check_number(value, field, position)
+        return
+    if primitives_only:
+        raise ValidationError(
+            f"bulk metadata takes primitives only (str, int, float, bool, None), "
+            f"got {type(value).__name__}",
+            field=field,
+            position=position,
+        )
+    if depth >= MAX_DEPTH:
+        raise ValidationError(
+            f"nested more than {MAX_DEPTH} levels deep", field=field, position=position
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"keys must be strings, got {type(key).__name__} {key!r:.40}",
+                    field=field,
+                    position=position,
+                )
+            _check_value(
+                item, f"{field}.{key}", position, primitives_only=False, depth=depth + 1
+            )
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_value(
+                item, f"{field}[{index}]", position, primitives_only=False, depth=depth + 1
+            )
+        return
+    raise ValidationError(
+        f"{type(value).__name__} is not JSON-serialisable", field=field, position=position
+    )
+
+
+def check_metadata(
+    value: object,
+    *,
+    primitives_only: bool,
+    position: int | None = None,
+    field: str = "metadata",
+) -> dict[str, Any]:
+    """Check a metadata mapping.
+
+    Args:
+        value: The metadata as given (``None`` means none).
+        primitives_only: Whether only primitives are allowed (bulk calls), or nested JSON
+            objects and arrays too (real-time calls).
+        position: The record's position, for errors.
+        field: The field name, for errors.
+
+    Returns:
+        The metadata as a new ``dict``.
+
+    Raises:
+        ValidationError: It is not a mapping, has a non-string key, or holds a value the API
+            does not take.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"must be a mapping, got {type(value).__name__}", field=field, position=position
+        )
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValidationError(
+                f"keys must be strings, got {type(key).__name__} {key!r:.40}",
+                field=field,
+                position=position,
+            )
+        _check_text(key, field, position)
+        _check_value(
+            item, f"{field}.{key}", position, primitives_only=primitives_only, depth=1
+        )
+    return dict(value)
+
+
+def _fields_of(record: object, kind: RecordKind, position: int | None) -> Mapping[str, Any]:
+    if isinstance(record, User) and kind == "user":
+        return {
+            "user_id": record.user_id,
+            "company_id": record.company_id,
+            "metadata": record.metadata,
+        }
+    if isinstance(record, Company) and kind == "company":
+        return {"company_id": record.company_id, "metadata": record.metadata}
+    if isinstance(record, Mapping):
+        allowed = _USER_FIELDS if kind == "user" else _COMPANY_FIELDS
+        unknown = sorted(str(key) for key in record if key not in allowed)
+        if unknown:
+            raise ValidationError(
+                f"unknown field(s) {', '.join(map(repr, unknown))}: a {kind} record has "
+                f"{', '.join(sorted(allowed))} (put profile properties under 'metadata')",
+                field=unknown[0],
+                position=position,
+            )
+        return record
+    expected = "User" if kind == "user" else "Company"
+    raise ValidationError(
+        f"a {kind} record must be a {expected} or a mapping, got {type(record).__name__}",
+        position=position,
+    )
+
+
+def bulk_record(record: object, kind: RecordKind, *, position: int | None = None) -> dict[str, Any]:
+    """Check one bulk record and return its wire form.
+
+    Args:
+        record: A ``User`` / ``Company`` or a mapping with the API's field names.
+        kind: ``"user"`` or ``"company"``.
+        position: The record's position, for errors.
+
+    Returns:
+        ``{"user_id", "company_id"?, "metadata"?}`` or ``{"company_id", "metadata"?}``;
+        empty and ``None`` optional fields are left out.
+
+    Raises:
+        ValidationError: The record breaks a rule; the message names the field.
+    """
+    fields = _fields_of(record, kind, position)
+    wire: dict[str, Any] = {}
+    if kind == "user":
+        wire["user_id"] = require_id(fields.get("user_id"), "user_id", position=position)
+        company_id = fields.get("company_id")
+        if company_id is not None:
+            wire["company_id"] = require_id(company_id, "company_id", position=position)
+    else:
+        wire["company_id"] = require_id(fields.get("company_id"), "company_id", position=position)
+    metadata = check_metadata(fields.get("metadata"), primitives_only=True, position=position)
+    if metadata:
+        wire["metadata"] = metadata
+    return wire
+
+
+def company_reference(value: object) -> dict[str, Any]:
+    """Check the ``company`` argument of ``identify`` and return its wire form.
+
+    Args:
+        value: A company id, a ``Company``, or a mapping with an ``id`` and other properties.
+
+    Returns:
+        ``{"id": ..., **properties}``.
+
+    Raises:
+        ValidationError: There is no usable ``id``, or a property is not JSON.
+    """
+    if isinstance(value, str):
+        return {"id": require_id(value, "company.id")}
+    if isinstance(value, Company):
+        props = check_metadata(value.metadata, primitives_only=False, field="company")
+        props.pop("id", None)
+        return {"id": value.company_id, **props}
+    if isinstance(value, Mapping):
+        if "id" not in value:
+            hint = " (use 'id', not 'company_id')" if "company_id" in value else ""
+            raise ValidationError(f"a company object must have an 'id'{hint}", field="company.id")
+        props = check_metadata(value, primitives_only=False, field="company")
+        require_id(props["id"], "company.id")
+        return props
+    raise ValidationError(
+        f"must be a company id, a Company or a mapping with an 'id', got {type(value).__name__}",
+        field="company",
+    )

@@ -1,0 +1,42 @@
+"""Shared fixtures: both async backends, a respx router, and a client wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import respx
+from trio.testing import MockClock
+
+from analytex_async import AsyncAnalytex, RetryPolicy
+
+API_KEY = "sk_test_SECRET_4f9a1c77e2"
+BASE_URL = "https://analytex.test"
+
+# Retries without waiting: for behaviour tests that run on both backends. Tests about *how long*
+# the client waits use the ``mock_clock`` backend below instead.
+NO_WAIT = RetryPolicy(max_retries=4, initial_delay=0.0, max_delay=0.0, random=lambda: 0.0)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """Every async test runs on asyncio and on trio."""
+    return request.param
+
+
+def trio_mock_clock() -> tuple[str, dict[str, Any]]:
+    """Trio with a clock that jumps ahead whenever every task is asleep: time costs nothing."""
+    return ("trio", {"clock": MockClock(autojump_threshold=0)})
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def client(router: respx.MockRouter) -> AsyncIterator[AsyncAnalytex]:
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as c:
+        yield c

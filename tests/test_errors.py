@@ -1,0 +1,183 @@
+"""Every failure becomes its own exception class, with status, parsed errors and request id."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from analytex_async import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncAnalytex,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    ErrorDetail,
+    ImportAbortedError,
+    ImportResult,
+    InternalServerError,
+    Job,
+    JobStatus,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+
+from .conftest import API_KEY, BASE_URL, NO_WAIT
+
+pytestmark = pytest.mark.anyio
+
+ERROR_BODY = {
+    "errors": [
+        {
+            "error": "invalid_payload",
+            "error_code": "E1001",
+            "message": "user_id is required",
+            "details": {"field": "user_id"},
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError), (401, AuthenticationError), (403, PermissionDeniedError),
+        (404, NotFoundError), (409, ConflictError), (413, PayloadTooLargeError),
+        (418, APIStatusError), (422, APIStatusError),
+    ],
+)  # fmt: skip
+async def test_client_errors_map_to_their_class_and_are_not_retried(
+    client: AsyncAnalytex, router: respx.MockRouter, status: int, cls: type[APIStatusError]
+) -> None:
+    route = router.post("/v1/identify").respond(
+        status, json=ERROR_BODY, headers={"X-Request-Id": "req-123"}
+    )
+    with pytest.raises(cls) as info:
+        await client.identify("u1")
+    error = info.value
+    assert type(error) is cls
+    assert route.call_count == 1
+    assert error.status_code == status
+    assert error.attempts == 1
+    assert error.request_id == "req-123"
+    assert error.errors == [
+        ErrorDetail("invalid_payload", "E1001", "user_id is required", {"field": "user_id"})
+    ]
+    assert str(error).startswith(f"POST /v1/identify answered {status}")
+    assert "user_id is required" in str(error)
+    assert "req-123" in str(error)
+    assert error.response.status_code == status
+
+
+@pytest.mark.parametrize(("status", "cls"), [(429, RateLimitError), (500, InternalServerError),
+                                             (502, InternalServerError), (503, InternalServerError),
+                                             (504, InternalServerError)])  # fmt: skip
+async def test_retryable_statuses_raise_their_class_after_the_last_attempt(
+    client: AsyncAnalytex, router: respx.MockRouter, status: int, cls: type[APIStatusError]
+) -> None:
+    route = router.post("/v1/track").respond(status, text="busy")
+    with pytest.raises(cls) as info:
+        await client.track("u1", "e")
+    assert route.call_count == NO_WAIT.max_retries + 1
+    assert info.value.attempts == NO_WAIT.max_retries + 1
+    assert f"after {NO_WAIT.max_retries + 1} attempts" in str(info.value)
+    assert info.value.errors == [ErrorDetail(message="busy")]
+
+
+async def test_rate_limit_error_carries_retry_after(
+    router: respx.MockRouter,
+) -> None:
+    router.post("/v1/identify").respond(429, headers={"Retry-After": "0"})
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, max_retries=0) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.identify("u1")
+    assert info.value.retry_after == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "errors"),
+    [
+        ({"text": ""}, []),
+        ({"text": "Bad things happened"}, [ErrorDetail(message="Bad things happened")]),
+        ({"json": {"message": "nope", "code": "X"}}, [ErrorDetail(error_code="X", message="nope")]),
+        ({"json": ["one", "two"]}, [ErrorDetail(message="one"), ErrorDetail(message="two")]),
+        ({"json": {"errors": [{"message": "a"}, "b"]}},
+         [ErrorDetail(message="a"), ErrorDetail(message="b")]),
+    ],
+)  # fmt: skip
+async def test_error_bodies_in_every_shape_parse(
+    client: AsyncAnalytex, router: respx.MockRouter, kwargs: dict[str, object], errors: object
+) -> None:
+    router.post("/v1/identify").respond(400, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(BadRequestError) as info:
+        await client.identify("u1")
+    assert info.value.errors == errors
+
+
+async def test_multiple_errors_are_counted_in_the_message(
+    client: AsyncAnalytex, router: respx.MockRouter
+) -> None:
+    router.post("/v1/identify").respond(
+        400, json={"errors": [{"message": "first"}, {"message": "second"}]}
+    )
+    with pytest.raises(BadRequestError, match=r"first \(and 1 more\)"):
+        await client.identify("u1")
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls"),
+    [
+        (httpx.ConnectError("refused"), APIConnectionError),
+        (httpx.RemoteProtocolError("peer closed"), APIConnectionError),
+        (httpx.ReadError("reset"), APIConnectionError),
+        (httpx.ConnectTimeout("slow"), APITimeoutError),
+        (httpx.ReadTimeout("slow"), APITimeoutError),
+        (httpx.WriteTimeout("slow"), APITimeoutError),
+        (httpx.PoolTimeout("full"), APITimeoutError),
+    ],
+)
+async def test_transport_failures_become_connection_errors_after_retries(
+    client: AsyncAnalytex, router: respx.MockRouter, exc: Exception, cls: type[APIError]
+) -> None:
+    route = router.post("/v1/identify").mock(side_effect=exc)
+    with pytest.raises(cls) as info:
+        await client.identify("u1")
+    assert type(info.value) is cls
+    assert route.call_count == NO_WAIT.max_retries + 1
+    assert info.value.attempts == NO_WAIT.max_retries + 1
+    assert isinstance(info.value.__cause__, type(exc))
+    assert "POST /v1/identify" in str(info.value)
+
+
+async def test_a_redirect_is_not_followed_and_credentials_stay_home(
+    client: AsyncAnalytex, router: respx.MockRouter
+) -> None:
+    router.post("/v1/identify").respond(307, headers={"Location": "https://evil.example/steal"})
+    evil = respx.post("https://evil.example/steal").respond(202)
+    with pytest.raises(APIStatusError, match="not followed") as info:
+        await client.identify("u1")
+    assert info.value.status_code == 307
+    assert not evil.called
+
+
+async def test_import_aborted_error_carries_the_partial_result_and_cause() -> None:
+    job = Job("j1", JobStatus.COMPLETED)
+    result = ImportResult(rows_read=20, rows_sent=10, jobs=[job])
+    cause = InternalServerError(
+        "POST /v1/users/bulk_identify answered 503",
+        response=httpx.Response(503, request=httpx.Request("POST", BASE_URL)),
+    )
+    try:
+        try:
+            raise cause
+        except InternalServerError as exc:
+            raise ImportAbortedError("import stopped", result=result) from exc
+    except ImportAbortedError as error:
+        assert error.result.jobs == [job]
+        assert error.__cause__ is cause
+        assert isinstance(error, APIError)

@@ -1,0 +1,58 @@
+"""The public face: exactly ``__all__``, every contract name present, every name documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import analytex_async
+
+CONTRACT_NAMES = {
+    "AsyncAnalytex",
+    "User", "Company", "Job", "JobStatus", "Rejection", "ImportResult", "ImportProgress",
+    "AnalytexError", "ConfigurationError", "ValidationError", "JobFailedError", "APIError",
+    "ImportAbortedError", "APIConnectionError", "APITimeoutError", "APIStatusError",
+    "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
+    "ConflictError", "PayloadTooLargeError", "RateLimitError", "InternalServerError",
+}  # fmt: skip
+
+
+def test_public_names_are_exactly_all() -> None:
+    public = {name for name in vars(analytex_async) if not name.startswith("_")}
+    assert public == set(analytex_async.__all__) - {"__version__"}
+    assert analytex_async.__all__ == sorted(analytex_async.__all__, key=str)
+
+
+def test_every_contract_name_is_exported() -> None:
+    assert CONTRACT_NAMES <= set(analytex_async.__all__)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in analytex_async.__all__:
+        obj = getattr(analytex_async, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), name
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and inspect.isfunction(member):
+                    assert inspect.getdoc(member), f"{name}.{attr}"
+
+
+def test_error_hierarchy_matches_the_contract() -> None:
+    a = analytex_async
+    assert issubclass(a.ConfigurationError, a.AnalytexError)
+    assert issubclass(a.ValidationError, a.AnalytexError)
+    assert issubclass(a.JobFailedError, a.AnalytexError)
+    assert issubclass(a.APIError, a.AnalytexError)
+    assert issubclass(a.ImportAbortedError, a.APIError)
+    assert issubclass(a.APITimeoutError, a.APIConnectionError)
+    assert issubclass(a.APIConnectionError, a.APIError)
+    for cls in (
+        a.BadRequestError, a.AuthenticationError, a.PermissionDeniedError, a.NotFoundError,
+        a.ConflictError, a.PayloadTooLargeError, a.RateLimitError, a.InternalServerError,
+    ):  # fmt: skip
+        assert issubclass(cls, a.APIStatusError)
+    assert issubclass(a.APIStatusError, a.APIError)
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(analytex_async.__version__, str)
+    assert analytex_async.__version__.count(".") >= 2
