@@ -1,0 +1,41 @@
+"""A faithful local Analytex server, for tests, demos and offline development.
+
+Run it in process (``httpx.ASGITransport(app=emulator.app)``, asyncio or trio), on a loopback
+socket for the duration of a block (:func:`serve`), or as a blocking server (:func:`run`).
+Needs the ``emulator`` extra (Starlette, uvicorn): ``pip install "analytex-async[emulator]"``.
+
+Example:
+    >>> from analytex_async.emulator import Emulator
+    >>> emulator = Emulator(rows_per_minute=60_000)
+    >>> emulator.users
+    {}
+"""
+
+from __future__ import annotations
+
+from ._app import Emulator
+from ._faults import ConnectionDropped, Fault, Faults
+from ._server import run, serve
+from ._store import (
+    Account,
+    BulkJob,
+    ReceivedRequest,
+    StoredCompany,
+    StoredUser,
+    TrackedEvent,
+)
+
+__all__ = [
+    "Account",
+    "BulkJob",
+    "ConnectionDropped",
+    "Emulator",
+    "Fault",
+    "Faults",
+    "ReceivedRequest",
+    "StoredCompany",
+    "StoredUser",
+    "TrackedEvent",
+    "run",
+    "serve",
+]

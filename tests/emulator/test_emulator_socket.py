@@ -1,0 +1,150 @@
+"""The emulator over a real loopback socket: serve() under asyncio, run() in a subprocess."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from analytex_async.emulator import Emulator, serve
+
+KEY = "socket-key-secret"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # uvicorn is asyncio-only; the in-process tests cover trio
+
+
+@pytest.fixture
+async def served(clock):
+    emulator = Emulator(clock=clock, max_bytes=5_000, job_id_factory=lambda: "bulk:jobs:NX-1:a/b")
+    async with serve(emulator) as base_url:
+        yield emulator, base_url
+
+
+@pytest.fixture
+async def http(served):
+    _, base_url = served
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Token {KEY}"}, timeout=5
+    ) as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_serve_binds_loopback_on_a_free_port(served, http):
+    emulator, base_url = served
+    assert base_url.startswith("http://127.0.0.1:")
+    assert int(base_url.rsplit(":", 1)[1]) > 0
+    assert (await http.post("/v1/identify", json={"user_id": "u1"})).status_code == 202
+    assert "u1" in emulator.users
+
+
+@pytest.mark.anyio
+async def test_an_ndjson_upload_and_an_encoded_job_id_over_the_socket(served, http, clock):
+    emulator, _ = served
+    data = b'{"user_id": "a"}\n{"user_id": "b"}\n'
+    response = await http.post(
+        "/v1/users/bulk_identify", files={"file": ("x.ndjson", data, "application/x-ndjson")}
+    )
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    clock.advance(10)
+    job = await http.get(f"/v1/background_jobs/{quote(job_id, safe='')}")
+    assert (job.status_code, job.json()["status"]) == (200, "completed")
+    assert (await http.get("/v1/background_jobs/bulk%3Ajobs%3ANX-1%3Aa/b")).status_code == 404
+    assert set(emulator.users) == {"a", "b"}
+
+
+@pytest.mark.anyio
+async def test_413_over_the_socket(http):
+    records = [{"user_id": f"user-{i:05d}"} for i in range(1000)]
+    response = await http.post("/v1/users/bulk_identify", json={"users": records})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["error_code"] == "body_too_large"
+
+
+@pytest.mark.anyio
+async def test_a_dropped_connection_is_an_incomplete_response_for_the_client(served, http, caplog):
+    emulator, _ = served
+    caplog.set_level(logging.DEBUG)
+    emulator.faults.add("/v1/identify", drop_connection=True)
+    with pytest.raises(httpx.RemoteProtocolError, match="peer closed connection"):
+        await http.post("/v1/identify", json={"user_id": "u1"})
+    assert emulator.requests[-1].status is None
+    # the next request on the same client works (a fresh connection)
+    assert (await http.post("/v1/identify", json={"user_id": "u1"})).status_code == 202
+    assert "Traceback" not in caplog.text
+    assert "ConnectionDropped" not in caplog.text
+    assert KEY not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_an_error_in_the_block_propagates_unwrapped_and_stops_the_server():
+    emulator = Emulator()
+    with pytest.raises(KeyError, match="boom"):
+        async with serve(emulator) as base_url:
+            raise KeyError("boom")
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"{base_url}/v1/background_jobs")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_serve_explains_that_it_needs_asyncio(anyio_backend):
+    with pytest.raises(RuntimeError, match="asyncio"):
+        async with serve(Emulator()):
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_run_serves_until_stopped_and_hides_dropped_connection_tracebacks():
+    port = free_port()
+    script = (
+        "from analytex_async.emulator import Emulator, run\n"
+        "emulator = Emulator()\n"
+        "emulator.faults.add('/v1/identify', drop_connection=True)\n"
+        f"run(port={port}, emulator=emulator)\n"
+    )
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Token {KEY}"}) as client:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    client.get("/v1/background_jobs")
+                    break
+                except httpx.ConnectError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                    time.sleep(0.05)
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.post("/v1/identify", json={"user_id": "u1"})
+            assert client.post("/v1/identify", json={"user_id": "u1"}).status_code == 202
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+    assert KEY not in stderr
