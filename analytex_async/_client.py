@@ -66,9 +66,7 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL with a host, got {url!r:.200}"
-        )
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {url!r:.200}")
     if parts.username or parts.password:
         raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
     if parts.query or parts.fragment:
@@ -181,15 +179,19 @@ class AsyncAnalytex:
         _positive("timeout", timeout, allow_none=True)
         _positive("rows_per_minute", rows_per_minute)
         _positive("requests_per_minute", requests_per_minute, allow_none=True)
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or (
-            max_concurrency < 1
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or (max_concurrency < 1)
         ):
             raise ConfigurationError(
                 f"max_concurrency must be a positive integer, got {max_concurrency!r}"
             )
         if retry_policy is None:
-            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or (
-                max_retries < 0
+            if (
+                isinstance(max_retries, bool)
+                or not isinstance(max_retries, int)
+                or (max_retries < 0)
             ):
                 raise ConfigurationError(
                     f"max_retries must be a non-negative integer, got {max_retries!r}"
@@ -457,9 +459,7 @@ class AsyncAnalytex:
                 request=response.request,
             ) from None
         if isinstance(data, Mapping):
-            data = next(
-                (data[k] for k in ("jobs", "data", "background_jobs") if k in data), None
-            )
+            data = next((data[k] for k in ("jobs", "data", "background_jobs") if k in data), None)
         if not isinstance(data, list):
             raise APIError(
                 "GET /v1/background_jobs answered with a body that is not a list of jobs",

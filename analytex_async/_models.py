@@ -71,9 +71,7 @@ class User:
 
     user_id: str = attrs.field(validator=_non_empty_id("user_id"))
     company_id: str | None = attrs.field(default=None, validator=_optional_id("company_id"))
-    metadata: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_as_dict, validator=_mapping
-    )
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_mapping)
 
 
 @attrs.frozen
@@ -90,9 +88,7 @@ class Company:
     """
 
     company_id: str = attrs.field(validator=_non_empty_id("company_id"))
-    metadata: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_as_dict, validator=_mapping
-    )
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_mapping)
 
 
 class JobStatus(str, enum.Enum):

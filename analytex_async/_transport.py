@@ -160,9 +160,9 @@ def encode_json(body: object) -> bytes:
             caught it with a better message).
     """
     try:
-        return json.dumps(
-            body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode("utf-8")
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"body is not JSON-serialisable: {exc}") from None
 
@@ -388,23 +388,32 @@ class Transport:
                     response = await self.http_client.send(request)
             except httpx.RequestError as exc:
                 error = self._connection_error(request, path, exc, attempt)
-                cause = exc
+                # Chain httpx's exception for debugging, unless its text holds the key.
+                cause = None if self._api_key in str(exc) else exc
                 logger.debug(
                     "%s %s -> %s (attempt %d, %.3f s)",
-                    method, path, type(exc).__name__, attempt, anyio.current_time() - started,
+                    method,
+                    path,
+                    type(exc).__name__,
+                    attempt,
+                    anyio.current_time() - started,
                 )
                 retryable = True
             else:
                 logger.debug(
                     "%s %s -> %d (attempt %d, %.3f s)",
-                    method, path, response.status_code, attempt, anyio.current_time() - started,
+                    method,
+                    path,
+                    response.status_code,
+                    attempt,
+                    anyio.current_time() - started,
                 )
                 if response.is_success:
                     return response
                 error = self._status_error(request, response, path, attempt)
                 status = response.status_code
-                retryable = status in RETRYABLE_STATUSES or status in retry_statuses or (
-                    status >= 500
+                retryable = (
+                    status in RETRYABLE_STATUSES or status in retry_statuses or (status >= 500)
                 )
             if not retryable or attempt > self.retry.max_retries:
                 raise error from cause
@@ -414,7 +423,12 @@ class Transport:
             delay = self.retry.delay(attempt - 1, retry_after)
             logger.info(
                 "%s %s failed (%s); retry %d of %d in %.2f s",
-                method, path, error.message, attempt, self.retry.max_retries, delay,
+                method,
+                path,
+                error.message,
+                attempt,
+                self.retry.max_retries,
+                delay,
             )
             if on_retry is not None:
                 outcome = on_retry(error, delay)

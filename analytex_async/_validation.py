@@ -71,8 +71,10 @@ def _check_number(value: int | float, field: str, position: int | None) -> None:
             field=field,
             position=position,
         )
-    if isinstance(value, int) and not isinstance(value, bool) and not (
-        INT64_MIN <= value <= INT64_MAX
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not (INT64_MIN <= value <= INT64_MAX)
     ):
         raise ValidationError(
             "integer does not fit in 64 bits; send it as a string",
@@ -111,9 +113,7 @@ def _check_value(
                     field=field,
                     position=position,
                 )
-            _check_value(
-                item, f"{field}.{key}", position, primitives_only=False, depth=depth + 1
-            )
+            _check_value(item, f"{field}.{key}", position, primitives_only=False, depth=depth + 1)
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
@@ -163,9 +163,7 @@ def check_metadata(
                 position=position,
             )
         _check_text(key, field, position)
-        _check_value(
-            item, f"{field}.{key}", position, primitives_only=primitives_only, depth=1
-        )
+        _check_value(item, f"{field}.{key}", position, primitives_only=primitives_only, depth=1)
     return dict(value)
 
 

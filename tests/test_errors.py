@@ -172,12 +172,10 @@ async def test_import_aborted_error_carries_the_partial_result_and_cause() -> No
         "POST /v1/users/bulk_identify answered 503",
         response=httpx.Response(503, request=httpx.Request("POST", BASE_URL)),
     )
-    try:
-        try:
-            raise cause
-        except InternalServerError as exc:
-            raise ImportAbortedError("import stopped", result=result) from exc
-    except ImportAbortedError as error:
-        assert error.result.jobs == [job]
-        assert error.__cause__ is cause
-        assert isinstance(error, APIError)
+    error = ImportAbortedError("import stopped", result=result)
+    error.__cause__ = cause
+    with pytest.raises(ImportAbortedError) as info:
+        raise error
+    assert info.value.result.jobs == [job]
+    assert info.value.__cause__ is cause
+    assert isinstance(info.value, APIError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -96,7 +97,7 @@ async def test_jobs_without_counts_are_polled_with_growing_intervals(
     router.get("/v1/background_jobs/j1").mock(side_effect=handler)
     async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
         await client.wait_for_job("j1")
-    gaps = [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
     assert gaps == [1, 2, 4, 8, 15, 15]
 
 

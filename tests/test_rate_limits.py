@@ -91,9 +91,7 @@ async def test_identify_and_track_have_separate_budgets(router: respx.MockRouter
 async def test_company_identify_shares_the_identify_budget(router: respx.MockRouter) -> None:
     router.post("/v1/identify").respond(202)
     router.post("/v1/companies/identify").respond(202)
-    async with AsyncAnalytex(
-        api_key=API_KEY, base_url=BASE_URL, requests_per_minute=10
-    ) as client:
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, requests_per_minute=10) as client:
         start = anyio.current_time()
         for i in range(10):
             await client.identify(f"u{i}")
@@ -116,10 +114,12 @@ async def test_deletes_are_spaced_two_seconds_after_the_previous_answer(
 ) -> None:
     server = SlidingWindowServer(1, 2.0, latency=0.2)
     router.delete("/v1/users").mock(side_effect=server)
-    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
-        async with anyio.create_task_group() as tg:
-            for i in range(4):
-                tg.start_soon(client.delete_users, [f"u{i}"])
+    async with (
+        AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client,
+        anyio.create_task_group() as tg,
+    ):
+        for i in range(4):
+            tg.start_soon(client.delete_users, [f"u{i}"])
     assert server.rejected == 0
     gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
     assert all(gap >= 2.0 for gap in gaps)

@@ -90,18 +90,23 @@ async def test_realtime_metadata_may_nest_and_is_sent_as_utf8(
     route = router.post("/v1/identify").respond(202)
     await client.identify("u1", metadata={"name": "Zoë 🚀", "prefs": {"tags": ["a", 1]}})
     assert "Zoë 🚀".encode() in route.calls.last.request.content
-    assert body_of(route) == {"user_id": "u1", "metadata": {"name": "Zoë 🚀", "prefs": {"tags": ["a", 1]}}}  # noqa: E501
+    assert body_of(route) == {
+        "user_id": "u1",
+        "metadata": {"name": "Zoë 🚀", "prefs": {"tags": ["a", 1]}},
+    }
 
 
-async def test_identify_company_and_track(
-    client: AsyncAnalytex, router: respx.MockRouter
-) -> None:
+async def test_identify_company_and_track(client: AsyncAnalytex, router: respx.MockRouter) -> None:
     companies = router.post("/v1/companies/identify").respond(200)
     track = router.post("/v1/track").respond(202)
     await client.identify_company("c1", metadata={"employees": 12})
     await client.track("u1", "Signed Up", metadata={"plan": "pro"})
     assert body_of(companies) == {"company_id": "c1", "metadata": {"employees": 12}}
-    assert body_of(track) == {"user_id": "u1", "event_name": "Signed Up", "metadata": {"plan": "pro"}}  # noqa: E501
+    assert body_of(track) == {
+        "user_id": "u1",
+        "event_name": "Signed Up",
+        "metadata": {"plan": "pro"},
+    }
 
 
 async def test_delete_users_and_companies(client: AsyncAnalytex, router: respx.MockRouter) -> None:

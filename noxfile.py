@@ -1,0 +1,46 @@
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PACKAGE = "analytex_async"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (every async test on asyncio and on trio)."""
+    session.install("-e", ".[all,test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=["3.10", "3.11", "3.12", "3.13"])
+def tests_all_pythons(session: nox.Session) -> None:
+    """Run the test suite on every supported Python that is installed."""
+    session.install("-e", ".[all,test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[all,lint]")
+    session.run("mypy", "--strict", PACKAGE)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site, failing on any warning."""
+    session.install("-e", ".[all,docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
