@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGE = "analytex_async"
+PYTHON_PATHS = ["analytex_async", "tests", "noxfile.py"]
 
 
 @nox.session
@@ -28,8 +31,9 @@ def tests_all_pythons(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    paths = [*PYTHON_PATHS, *(["benchmarks"] if Path("benchmarks").is_dir() else [])]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
