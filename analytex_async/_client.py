@@ -31,7 +31,15 @@ BulkRecord = User | Company | Mapping[str, Any]
 """A record for the bulk calls: a model object or a mapping with the API's field names."""
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``).
+
+    Args:
+        host: A host name or IP address (IPv6 may be in brackets).
+
+    Returns:
+        True for loopback hosts.
+    """
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -71,7 +79,7 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
         raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"base_url must not have a query or fragment: {url!r:.200}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigurationError(
             f"refusing plain http:// to {parts.hostname!r}: the API key would travel in clear "
             "text; use https:// (plain http is allowed only to loopback hosts)"

@@ -40,3 +40,6 @@ def router() -> Iterator[respx.MockRouter]:
 async def client(router: respx.MockRouter) -> AsyncIterator[AsyncAnalytex]:
     async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as c:
         yield c
+
+
+pytest_plugins = ["analytex_async.testing"]

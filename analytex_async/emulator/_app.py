@@ -193,7 +193,7 @@ class Emulator:
         self.clock: Callable[[], float] = clock if clock is not None else anyio.current_time
         self.retry_after_header = retry_after_header
         self.request_log_limit = request_log_limit
-        self._job_id_factory = job_id_factory or (lambda: str(uuid.uuid4()))
+        self.job_id_factory = job_id_factory or (lambda: str(uuid.uuid4()))
         self._wall_offset: float | None = None
         if epoch is not None:
             aware = epoch if epoch.tzinfo is not None else epoch.replace(tzinfo=dt.timezone.utc)
@@ -540,7 +540,7 @@ class Emulator:
         return _json(job.to_json(now, self._wall, self._job_link(request, job.job_id)), 202)
 
     def _new_job_id(self) -> str:
-        job_id = self._job_id_factory()
+        job_id = self.job_id_factory()
         if not job_id or any(job_id in a.jobs for a in self._accounts.values()):
             raise RuntimeError(f"job_id_factory returned an empty or reused id: {job_id!r}")
         return job_id

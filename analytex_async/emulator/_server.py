@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import anyio.lowlevel
 
 from ._app import Emulator
 from ._faults import ConnectionDropped
@@ -73,13 +73,11 @@ async def serve(
         ...     async with serve(Emulator()) as base_url:
         ...         print(base_url)
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not anyio.lowlevel.current_token().backend_class.__module__.endswith("_asyncio"):
         raise RuntimeError(
             "serve() runs uvicorn, which needs asyncio; under trio use "
             "httpx.ASGITransport(app=emulator.app)"
-        ) from None
+        )
     import uvicorn  # noqa: PLC0415 - optional dependency, needed only to serve
 
     class EmbeddedServer(uvicorn.Server):

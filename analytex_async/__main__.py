@@ -1,0 +1,5 @@
+"""``python -m analytex_async``: the same as the ``analytex-async`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,325 @@
+"""Helpers for testing code that uses analytex-async, without a network or an account.
+
+Two tools:
+
+* :class:`EmulatedAnalytex` wires an :class:`~analytex_async.AsyncAnalytex` to an in-process
+  :class:`~analytex_async.emulator.Emulator` through ``httpx.ASGITransport``: real requests,
+  real validation, real jobs, no socket. Works on asyncio and trio. Needs the ``emulator`` extra.
+* :func:`mock_api` is a respx router with one route per API call already answering like the
+  real API, plus :func:`job_response` and :func:`error_response` to script other answers.
+  Needs ``respx``.
+
+As a pytest plugin (``pytest_plugins = ["analytex_async.testing"]`` in your ``conftest.py``)
+it also provides the fixtures ``analytex_emulator`` and ``analytex_client``.
+
+Example:
+    ```python
+    from analytex_async.testing import EmulatedAnalytex
+
+    async def test_signup_identifies_the_user() -> None:
+        async with EmulatedAnalytex() as analytex:
+            await signup(analytex.client, "user_001")  # your code
+            assert analytex.emulator.users["user_001"].metadata["plan"] == "free"
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._client import AsyncAnalytex
+from .emulator import ConnectionDropped, Emulator
+
+if TYPE_CHECKING:
+    import respx
+
+__all__ = [
+    "EMULATED_BASE_URL",
+    "TEST_API_KEY",
+    "EmulatedAnalytex",
+    "EmulatorTransport",
+    "MockAPI",
+    "error_response",
+    "job_response",
+    "mock_api",
+]
+
+TEST_API_KEY = "analytex-test-key"
+"""The API key the helpers use unless told otherwise."""
+
+EMULATED_BASE_URL = "http://127.0.0.1"
+"""The base URL of an in-process emulator (loopback, so plain http is allowed; no socket)."""
+
+
+class EmulatorTransport(httpx.ASGITransport):
+    """``httpx.ASGITransport`` for the emulator, with faults that look like the network's.
+
+    A fault that drops the connection surfaces in process as the emulator's
+    ``ConnectionDropped``; this transport turns it into ``httpx.RemoteProtocolError``, which is
+    what a client sees over a real socket, so retries behave the same in both places.
+
+    Args:
+        emulator: The emulator to send requests to.
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(app=emulator.app)
+        self.emulator = emulator
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send a request to the emulator in process.
+
+        Args:
+            request: The request.
+
+        Returns:
+            The emulator's response.
+
+        Raises:
+            httpx.RemoteProtocolError: A fault dropped the connection.
+        """
+        try:
+            return await super().handle_async_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body", request=request
+            ) from exc
+
+
+class EmulatedAnalytex:
+    """An in-process emulator and a client wired to it, as an async context manager.
+
+    Args:
+        emulator: The emulator to use; a new default one when ``None``.
+        api_key: The client's API key.
+        **client_options: More keyword arguments for ``AsyncAnalytex`` (for example
+            ``max_retries=0`` or ``requests_per_minute=None``).
+
+    Attributes:
+        emulator: The emulator; inspect ``emulator.users``, ``.events``, ``.jobs``,
+            ``.requests``, or inject faults with ``emulator.faults.add(...)``.
+        client: The client (available inside the ``async with`` block).
+
+    Example:
+        ```python
+        async with EmulatedAnalytex(Emulator(rows_per_minute=60_000)) as analytex:
+            job = await analytex.client.bulk_identify([{"user_id": "u1"}])
+            await analytex.client.wait_for_job(job.job_id, poll_interval=0.01)
+        ```
+    """
+
+    def __init__(
+        self,
+        emulator: Emulator | None = None,
+        *,
+        api_key: str = TEST_API_KEY,
+        **client_options: Any,
+    ) -> None:
+        self.emulator = emulator if emulator is not None else Emulator()
+        self._api_key = api_key
+        self._client_options = client_options
+        self._http_client: httpx.AsyncClient | None = None
+        self._client: AsyncAnalytex | None = None
+
+    def __repr__(self) -> str:
+        return f"EmulatedAnalytex(emulator={self.emulator!r})"
+
+    @property
+    def client(self) -> AsyncAnalytex:
+        """The wired client.
+
+        Raises:
+            RuntimeError: Outside the ``async with`` block.
+        """
+        if self._client is None:
+            raise RuntimeError("use EmulatedAnalytex as `async with EmulatedAnalytex() as ...`")
+        return self._client
+
+    async def __aenter__(self) -> EmulatedAnalytex:
+        self._http_client = httpx.AsyncClient(transport=EmulatorTransport(self.emulator))
+        self._client = AsyncAnalytex(
+            api_key=self._api_key,
+            base_url=EMULATED_BASE_URL,
+            http_client=self._http_client,
+            **self._client_options,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
+        self._client = self._http_client = None
+
+
+def job_response(
+    job_id: str = "9536d797-7039-4d30-8c11-ac437367d732",
+    status: str = "queued",
+    *,
+    status_code: int = 202,
+    **fields: Any,
+) -> httpx.Response:
+    """A response carrying a job object, as the bulk and job endpoints answer.
+
+    Args:
+        job_id: The job's id.
+        status: The job's status.
+        status_code: The HTTP status (202 for a submit, 200 for a job lookup).
+        **fields: More job fields (``total_rows``, ``completed_rows``, ...).
+
+    Returns:
+        The response.
+    """
+    body = {"job_id": job_id, "status": status, "submitted_at": "2025-02-02T12:34:56Z", **fields}
+    return httpx.Response(status_code, json=body)
+
+
+def error_response(
+    status_code: int,
+    message: str = "error",
+    *,
+    error: str | None = None,
+    error_code: str | None = None,
+    details: Any = None,
+    retry_after: float | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """A response with the API's documented error body.
+
+    Args:
+        status_code: The HTTP status, e.g. 400, 409 or 429.
+        message: The error's message.
+        error: The short error name (defaults to one derived from the status).
+        error_code: The error code (defaults to the status as a string).
+        details: Extra details.
+        retry_after: Adds a ``Retry-After`` header, in seconds.
+        headers: More headers.
+
+    Returns:
+        The response.
+    """
+    name = error or httpx.codes.get_reason_phrase(status_code).lower().replace(" ", "_")
+    body = {
+        "errors": [
+            {
+                "error": name or "error",
+                "error_code": error_code or str(status_code),
+                "message": message,
+                "details": details,
+            }
+        ]
+    }
+    all_headers = dict(headers or {})
+    if retry_after is not None:
+        all_headers["Retry-After"] = f"{retry_after:g}"
+    return httpx.Response(status_code, content=json.dumps(body).encode(), headers={
+        "Content-Type": "application/json", **all_headers,
+    })  # fmt: skip
+
+
+class MockAPI:
+    """A respx router with a route for every API call, each answering like the real API.
+
+    Replace an answer with respx's own API, e.g.
+    ``api.identify.mock(return_value=error_response(429, retry_after=1))`` or
+    ``api.bulk_users.mock(side_effect=[error_response(409), job_response()])``; inspect
+    ``api.identify.calls``.
+
+    Attributes:
+        router: The underlying ``respx.MockRouter``.
+        identify: ``POST /v1/identify`` (202).
+        identify_company: ``POST /v1/companies/identify`` (202).
+        track: ``POST /v1/track`` (202).
+        bulk_users: ``POST /v1/users/bulk_identify`` (202 with a queued job).
+        bulk_companies: ``POST /v1/companies/bulk_identify`` (202 with a queued job).
+        jobs: ``GET /v1/background_jobs`` (200, an empty list).
+        job: ``GET /v1/background_jobs/{id}`` (200, a completed job with the requested id).
+        delete_users: ``DELETE /v1/users`` (202).
+        delete_companies: ``DELETE /v1/companies`` (202).
+    """
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.router = router
+        self.identify = router.post("/v1/identify", name="identify").respond(202)
+        self.identify_company = router.post(
+            "/v1/companies/identify", name="identify_company"
+        ).respond(202)
+        self.track = router.post("/v1/track", name="track").respond(202)
+        self.bulk_users = router.post("/v1/users/bulk_identify", name="bulk_users").mock(
+            return_value=job_response()
+        )
+        self.bulk_companies = router.post(
+            "/v1/companies/bulk_identify", name="bulk_companies"
+        ).mock(return_value=job_response())
+        self.jobs = router.get("/v1/background_jobs", name="jobs").respond(200, json=[])
+        self.job = router.get(url__regex=r"/v1/background_jobs/(?P<job_id>[^/?]+)$", name="job")
+        self.job.mock(side_effect=_completed_job)
+        self.delete_users = router.delete("/v1/users", name="delete_users").respond(202)
+        self.delete_companies = router.delete("/v1/companies", name="delete_companies").respond(202)
+
+    def __repr__(self) -> str:
+        return f"MockAPI(calls={len(self.router.calls)})"
+
+
+def _completed_job(request: httpx.Request, job_id: str) -> httpx.Response:
+    from urllib.parse import unquote  # noqa: PLC0415 - only needed by this fake route
+
+    return job_response(unquote(job_id), "completed", status_code=200)
+
+
+@contextmanager
+def mock_api(
+    base_url: str = "https://analytex.userpilot.io", *, assert_all_called: bool = False
+) -> Iterator[MockAPI]:
+    """Mock the Analytex API with respx for the duration of the block.
+
+    Args:
+        base_url: The base URL your client uses.
+        assert_all_called: Fail at exit unless every route was called.
+
+    Yields:
+        The mock, with a route per call.
+
+    Example:
+        ```python
+        with mock_api() as api:
+            api.track.mock(return_value=error_response(400, "bad event"))
+            async with AsyncAnalytex(api_key="k") as client:
+                with pytest.raises(BadRequestError):
+                    await client.track("u1", "")
+        ```
+    """
+    import respx  # noqa: PLC0415 - an optional, test-time dependency
+
+    with respx.mock(base_url=base_url, assert_all_called=assert_all_called) as router:
+        yield MockAPI(router)
+
+
+try:  # The pytest fixtures, when pytest is there (this module is also a pytest plugin).
+    import pytest
+except ImportError:  # pragma: no cover - pytest is not a runtime dependency
+    pass
+else:
+
+    @pytest.fixture
+    def analytex_emulator() -> Emulator:
+        """A fresh in-process emulator with default settings."""
+        return Emulator()
+
+    @pytest.fixture
+    async def analytex_client(analytex_emulator: Emulator) -> AsyncIterator[AsyncAnalytex]:
+        """An ``AsyncAnalytex`` wired to ``analytex_emulator`` (needs an anyio test)."""
+        async with EmulatedAnalytex(analytex_emulator) as analytex:
+            yield analytex.client

@@ -1,0 +1,71 @@
+"""The helpers we ship for users' own tests: the respx mock and the emulator wiring."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytex_async import (
+    AsyncAnalytex,
+    ConflictError,
+    JobStatus,
+    RateLimitError,
+)
+from analytex_async.testing import (
+    EmulatedAnalytex,
+    error_response,
+    job_response,
+    mock_api,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_mock_api_answers_every_call_like_the_api() -> None:
+    with mock_api() as api:
+        async with AsyncAnalytex(api_key="k") as client:
+            await client.identify("u1")
+            await client.identify_company("c1")
+            await client.track("u1", "e")
+            job = await client.bulk_identify([{"user_id": "u1"}])
+            await client.bulk_identify_companies([{"company_id": "c1"}])
+            assert job.status is JobStatus.QUEUED
+            done = await client.get_job("bulk:jobs:1/2")
+            assert (done.job_id, done.status) == ("bulk:jobs:1/2", JobStatus.COMPLETED)
+            assert await client.list_jobs() == []
+            await client.delete_users(["u1"])
+        for route in (api.identify, api.identify_company, api.track, api.bulk_users,
+                      api.bulk_companies, api.job, api.jobs, api.delete_users):  # fmt: skip
+            assert route.call_count == 1, route.name
+        assert "MockAPI(calls=" in repr(api)
+
+
+async def test_scripted_answers_drive_the_client() -> None:
+    with mock_api("https://analytex-eu.userpilot.io") as api:
+        api.bulk_users.mock(side_effect=[error_response(409, "a job is running"), job_response()])
+        api.track.mock(return_value=error_response(429, "slow down", retry_after=0))
+        async with AsyncAnalytex(api_key="k", region="eu", max_retries=0) as client:
+            with pytest.raises(ConflictError, match="a job is running") as conflict:
+                await client.bulk_identify([{"user_id": "u1"}])
+            assert conflict.value.errors[0].error == "conflict"
+            assert (await client.bulk_identify([{"user_id": "u1"}])).job_id
+            with pytest.raises(RateLimitError) as limited:
+                await client.track("u1", "e")
+            assert limited.value.retry_after == 0
+
+
+def test_job_response_takes_extra_fields() -> None:
+    response = job_response("j1", "processing", status_code=200, total_rows=10)
+    assert response.status_code == 200
+    assert response.json()["total_rows"] == 10
+
+
+async def test_emulated_client_is_only_available_inside_the_block() -> None:
+    emulated = EmulatedAnalytex()
+    with pytest.raises(RuntimeError, match="async with"):
+        _ = emulated.client
+    async with emulated as analytex:
+        await analytex.client.identify("u1", metadata={"plan": "free"})
+        assert analytex.emulator.users["u1"].metadata == {"plan": "free"}
+        client = analytex.client
+    assert client.is_closed
+    assert "EmulatedAnalytex(" in repr(emulated)
