@@ -1,6 +1,6 @@
 """analytex-async: the asyncio-native (and trio) SDK for the Analytex server API.
 
-Example:
+Examples:
     ```python
     from analytex_async import AsyncAnalytex
 

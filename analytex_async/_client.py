@@ -103,10 +103,14 @@ def _check_api_key(api_key: str | None) -> str:
     return key
 
 
+def _is_positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not _is_positive(value):
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
 
 
@@ -160,7 +164,7 @@ class AsyncAnalytex:
     Raises:
         ConfigurationError: A setting is missing or wrong.
 
-    Example:
+    Examples:
         ```python
         async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
             await client.identify("user_001", metadata={"name": "Jane"})
@@ -512,12 +516,14 @@ class AsyncAnalytex:
             The completed job.
 
         Raises:
+            ValidationError: ``timeout`` or ``poll_interval`` is not a positive number.
             JobFailedError: The job ended ``failed``.
             TimeoutError: The job was not terminal after ``timeout`` seconds.
             APIError: Polling failed (after retries).
         """
-        _positive("timeout", timeout, allow_none=True)
-        _positive("poll_interval", poll_interval, allow_none=True)
+        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+            if value is not None and not _is_positive(value):
+                raise ValidationError(f"must be a positive number, got {value!r}", field=name)
         job: Job | None = None
         interval = 0.5
         with anyio.move_on_after(timeout):

@@ -64,7 +64,7 @@ class User:
         metadata: The profile's properties. The bulk API takes primitives only
             (str, int, finite float, bool, None).
 
-    Example:
+    Examples:
         >>> User("user_001", company_id="company_001", metadata={"plan": "pro"})
         User(user_id='user_001', company_id='company_001', metadata={'plan': 'pro'})
     """
@@ -82,7 +82,7 @@ class Company:
         company_id: The company's unique id in your product (a non-empty string).
         metadata: The profile's properties. The bulk API takes primitives only.
 
-    Example:
+    Examples:
         >>> Company("company_001", metadata={"name": "Acme"})
         Company(company_id='company_001', metadata={'name': 'Acme'})
     """

@@ -68,7 +68,7 @@ class RetryPolicy:
         jitter: The fraction of a backoff that is randomised away (0 to 1).
         random: A source of floats in ``[0, 1)``; inject one for deterministic tests.
 
-    Example:
+    Examples:
         >>> RetryPolicy(max_retries=2).backoff(10) <= 8.0
         True
     """
@@ -277,6 +277,23 @@ class Transport:
         """
         return text.replace(self._api_key, "***") if self._api_key in text else text
 
+    def redact_value(self, value: Any) -> Any:
+        """Redact the key from every string inside a decoded JSON value.
+
+        Args:
+            value: A decoded JSON value (strings, numbers, lists, mappings).
+
+        Returns:
+            The same structure with the key replaced by ``***`` in every string.
+        """
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {self.redact(str(k)): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(item) for item in value]
+        return value
+
     def _build(self, method: str, path: str, body: BodyFactory | None) -> httpx.Request:
         headers = {
             "Authorization": f"Token {self._api_key}",
@@ -300,12 +317,13 @@ class Transport:
                 error=_redacted(self, e.error),
                 error_code=_redacted(self, e.error_code),
                 message=_redacted(self, e.message),
-                details=e.details,
+                details=self.redact_value(e.details),
             )
             for e in parse_errors(response)
         ]
         request_id = next(
-            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+            (self.redact(response.headers[h]) for h in REQUEST_ID_HEADERS if h in response.headers),
+            None,
         )
         reason = response.reason_phrase or ""
         message = f"{request.method} {path} answered {response.status_code} {reason}".rstrip()
@@ -314,7 +332,7 @@ class Transport:
             if len(errors) > 1:
                 message += f" (and {len(errors) - 1} more)"
         if 300 <= response.status_code < 400:
-            location = response.headers.get("location", "")
+            location = self.redact(response.headers.get("location", ""))
             message += f"; redirect to {location!r:.200} not followed"
         if request_id:
             message += f" [request id {request_id}]"
@@ -385,7 +403,9 @@ class Transport:
                     if window is not None:
                         await stack.enter_async_context(window.slot())
                     await stack.enter_async_context(self._in_flight)
-                    response = await self.http_client.send(request)
+                    # Never follow a redirect, even with a caller's client configured to:
+                    # the Authorization header must not travel to another host.
+                    response = await self.http_client.send(request, follow_redirects=False)
             except httpx.RequestError as exc:
                 error = self._connection_error(request, path, exc, attempt)
                 # Chain httpx's exception for debugging, unless its text holds the key.

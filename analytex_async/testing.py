@@ -12,7 +12,7 @@ Two tools:
 As a pytest plugin (``pytest_plugins = ["analytex_async.testing"]`` in your ``conftest.py``)
 it also provides the fixtures ``analytex_emulator`` and ``analytex_client``.
 
-Example:
+Examples:
     ```python
     from analytex_async.testing import EmulatedAnalytex
 
@@ -106,7 +106,7 @@ class EmulatedAnalytex:
             ``.requests``, or inject faults with ``emulator.faults.add(...)``.
         client: The client (available inside the ``async with`` block).
 
-    Example:
+    Examples:
         ```python
         async with EmulatedAnalytex(Emulator(rows_per_minute=60_000)) as analytex:
             job = await analytex.client.bulk_identify([{"user_id": "u1"}])
@@ -292,7 +292,7 @@ def mock_api(
     Yields:
         The mock, with a route per call.
 
-    Example:
+    Examples:
         ```python
         with mock_api() as api:
             api.track.mock(return_value=error_response(400, "bad event"))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from analytex_async import AsyncAnalytex, JobFailedError, JobStatus
+from analytex_async import AsyncAnalytex, JobFailedError, JobStatus, ValidationError
 
 from .conftest import API_KEY, BASE_URL, NO_WAIT, trio_mock_clock
 
@@ -109,3 +109,10 @@ async def test_polling_survives_a_transient_error(router: respx.MockRouter) -> N
     async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
         job = await client.wait_for_job("j1")
     assert job.is_terminal
+
+
+@pytest.mark.parametrize("options", [{"timeout": 0}, {"timeout": -1}, {"poll_interval": 0}])
+async def test_wait_for_job_refuses_bad_arguments(options: dict[str, float]) -> None:
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
+        with pytest.raises(ValidationError, match=next(iter(options))):
+            await client.wait_for_job("j1", **options)

@@ -89,3 +89,32 @@ async def test_authorization_is_only_ever_sent_to_the_configured_host(
             await client.identify("u1")
     assert not elsewhere.called
     assert {c.request.url.host for c in router.calls} == {"analytex.test"}
+
+
+async def test_key_is_redacted_from_request_id_location_and_error_details(
+    client: AsyncAnalytex, router: respx.MockRouter
+) -> None:
+    router.post("/v1/identify").respond(
+        301,
+        headers={"X-Request-Id": f"req-{API_KEY}", "Location": f"https://x.test/?k={API_KEY}"},
+        json={"errors": [{"message": "m", "details": {"key": API_KEY, "list": [API_KEY, 1]}}]},
+    )
+    with pytest.raises(APIError) as info:
+        await client.identify("u1")
+    assert API_KEY not in everything_printed(info.value)
+    assert info.value.errors[0].details == {"key": "***", "list": ["***", 1]}  # type: ignore[attr-defined]
+    assert info.value.request_id == "req-***"  # type: ignore[attr-defined]
+
+
+async def test_a_callers_client_that_follows_redirects_still_does_not(
+    router: respx.MockRouter,
+) -> None:
+    router.post("/v1/identify").respond(307, headers={"Location": "https://elsewhere.test/x"})
+    elsewhere = respx.route(host="elsewhere.test").respond(202)
+    async with (
+        httpx.AsyncClient(follow_redirects=True) as http_client,
+        AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, http_client=http_client) as client,
+    ):
+        with pytest.raises(APIError, match="not followed"):
+            await client.identify("u1")
+    assert not elsewhere.called

@@ -4,7 +4,7 @@ Run it in process (``httpx.ASGITransport(app=emulator.app)``, asyncio or trio), 
 socket for the duration of a block (:func:`serve`), or as a blocking server (:func:`run`).
 Needs the ``emulator`` extra (Starlette, uvicorn): ``pip install "analytex-async[emulator]"``.
 
-Example:
+Examples:
     >>> from analytex_async.emulator import Emulator
     >>> emulator = Emulator(rows_per_minute=60_000)
     >>> emulator.users

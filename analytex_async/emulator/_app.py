@@ -143,7 +143,7 @@ class Emulator:
         faults: Fault injection (see :meth:`Faults.add`).
         requests: Every request received, in completion order (see :class:`ReceivedRequest`).
 
-    Example:
+    Examples:
         >>> import httpx
         >>> from analytex_async.emulator import Emulator
         >>> emulator = Emulator(rows_per_minute=60_000)

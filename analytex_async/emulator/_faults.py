@@ -73,7 +73,7 @@ class Fault:
 class Faults:
     """The emulator's fault list; the first fault that matches a request takes it.
 
-    Example:
+    Examples:
         >>> from analytex_async.emulator import Emulator
         >>> emulator = Emulator()
         >>> fault = emulator.faults.add("/v1/users/bulk_identify", status=503, times=2)

@@ -68,7 +68,7 @@ async def serve(
     Raises:
         RuntimeError: When not running under asyncio, or when the server fails to start.
 
-    Example:
+    Examples:
         >>> async def main() -> None:
         ...     async with serve(Emulator()) as base_url:
         ...         print(base_url)
