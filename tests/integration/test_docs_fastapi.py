@@ -5,18 +5,15 @@ docs/testing.md includes this file's sections verbatim, so the documented exampl
 
 from __future__ import annotations
 
-import pytest
-
-fastapi = pytest.importorskip("fastapi")
-
 # --8<-- [start:app]
-from typing import Annotated  # noqa: E402
+from typing import Annotated
 
-import httpx  # noqa: E402
-from fastapi import Depends, FastAPI, Request  # noqa: E402
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Request
 
-from analytex_async import AsyncAnalytex  # noqa: E402
-from analytex_async.testing import EmulatedAnalytex  # noqa: E402
+from analytex_async import AsyncAnalytex
+from analytex_async.testing import EmulatedAnalytex
 
 
 def get_analytex(request: Request) -> AsyncAnalytex:
