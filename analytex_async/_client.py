@@ -12,6 +12,8 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
+from ._batching import MAX_RECORDS as MAX_BULK_RECORDS
+from ._batching import MAX_REQUEST_BYTES
 from ._errors import APIError, ConfigurationError, JobFailedError, ValidationError
 from ._models import Company, Job, JobStatus, User
 from ._request_window import RequestWindow
@@ -22,8 +24,6 @@ REGIONS: Mapping[str, str] = {
     "us": "https://analytex.userpilot.io",
     "eu": "https://analytex-eu.userpilot.io",
 }
-MAX_BULK_RECORDS = 10_000
-MAX_REQUEST_BYTES = 50_000_000
 DELETE_INTERVAL = 2.0
 """The API takes one delete request every 2 seconds."""
 

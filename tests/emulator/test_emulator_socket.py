@@ -120,7 +120,7 @@ def test_run_serves_until_stopped_and_hides_dropped_connection_tracebacks():
         "emulator.faults.add('/v1/identify', drop_connection=True)\n"
         f"run(port={port}, emulator=emulator)\n"
     )
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+    process = subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
