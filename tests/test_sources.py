@@ -707,7 +707,10 @@ async def test_a_large_file_is_read_a_block_at_a_time(
     assert opened[0].closed
 
 
-STALL_LIMIT = 0.020
+# A guard against blocking the loop wholesale (parsing the whole file on the loop takes seconds),
+# loose enough never to flake on a busy CI machine. The real target (10 ms) is a speed figure,
+# measured by the stall benchmark under `nox -s bench`, not asserted by a timed test.
+STALL_LIMIT = 0.100
 
 
 async def _max_loop_gap_while(work: Any) -> float:
