@@ -30,6 +30,7 @@ from ._errors import (
     RateLimitError,
     ValidationError,
 )
+from ._governor import Governor, RowGovernor
 from ._models import (
     Company,
     ImportProgress,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ErrorDetail",
+    "Governor",
     "ImportAbortedError",
     "ImportProgress",
     "ImportResult",
@@ -68,6 +70,7 @@ __all__ = [
     "RateLimitError",
     "Rejection",
     "RetryPolicy",
+    "RowGovernor",
     "User",
     "ValidationError",
     "__version__",

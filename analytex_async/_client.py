@@ -7,16 +7,20 @@ import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from ._batching import MAX_RECORDS as MAX_BULK_RECORDS
 from ._batching import MAX_REQUEST_BYTES
-from ._errors import APIError, ConfigurationError, JobFailedError, ValidationError
-from ._models import Company, Job, JobStatus, User
+from ._errors import ConfigurationError, JobFailedError, ValidationError
+from ._governor import Governor, RowGovernor
+from ._jobs import fetch_job, fetch_jobs, job_of
+from ._models import Company, ImportResult, Job, JobStatus, User
+from ._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
 from ._request_window import RequestWindow
+from ._sources import SourceFormat
 from ._transport import RetryPolicy, Transport, bytes_body, encode_json, json_body
 from ._validation import RecordKind, bulk_record, check_metadata, company_reference, require_id
 
@@ -114,29 +118,6 @@ def _positive(name: str, value: float | None, *, allow_none: bool = False) -> No
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
 
 
-def _job_of(response: httpx.Response, what: str) -> Job:
-    try:
-        data = response.json()
-    except ValueError:
-        raise APIError(
-            f"{what} answered {response.status_code} with a body that is not JSON: "
-            f"{response.text[:200]!r}",
-            request=response.request,
-        ) from None
-    if not isinstance(data, Mapping):
-        raise APIError(
-            f"{what} answered {response.status_code} with a body that is not a job object",
-            request=response.request,
-        )
-    job = data.get("job")
-    if isinstance(job, Mapping) and "job_id" not in data:
-        data = job
-    try:
-        return Job.from_api(data)
-    except ValueError as exc:
-        raise APIError(f"{what}: {exc}", request=response.request) from None
-
-
 class AsyncAnalytex:
     """The asynchronous Analytex client.
 
@@ -181,7 +162,7 @@ class AsyncAnalytex:
         max_retries: int = 4,
         rows_per_minute: float = 1200,
         requests_per_minute: int | None = 600,
-        governor: object | None = None,
+        governor: Governor | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 16,
@@ -216,7 +197,9 @@ class AsyncAnalytex:
         self.base_url = url
         self.rows_per_minute = float(rows_per_minute)
         self.requests_per_minute = requests_per_minute
-        self.governor = governor
+        self.governor: Governor = (
+            governor if governor is not None else RowGovernor(self.rows_per_minute)
+        )
         self._owns_http_client = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
@@ -393,7 +376,7 @@ class AsyncAnalytex:
         response = await self._transport.request(
             "POST", path, body=bytes_body(content, "application/json")
         )
-        return _job_of(response, f"POST {path}")
+        return job_of(response, f"POST {path}")
 
     async def bulk_identify(self, users: Iterable[BulkRecord]) -> Job:
         """Submit up to 10,000 user updates as one JSON bulk job.
@@ -431,6 +414,100 @@ class AsyncAnalytex:
         """
         return await self._bulk_json("/v1/companies/bulk_identify", "companies", companies)
 
+    # -- the bulk pipeline -------------------------------------------------------------------
+
+    async def _import(
+        self, kind: RecordKind, source: object, options: ImportOptions
+    ) -> ImportResult:
+        self._check_open()
+        run = ImportRun(
+            self._transport,
+            self.governor,
+            kind,
+            rows_per_minute=self.rows_per_minute,
+            options=options,
+        )
+        return await run.run(source)
+
+    async def import_users(
+        self,
+        source: object,
+        *,
+        batch_size: int = MAX_BULK_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+    ) -> ImportResult:
+        """Import any number of users through governed, validated NDJSON batches.
+
+        The source is read lazily, so memory stays at about two batches however long it is.
+        Each record is validated; valid ones go out in batches of up to ``batch_size`` records
+        and 50 MB, no faster than ``rows_per_minute``, one job at a time (a 409 waits for the
+        running job and resends the same batch; a 413 splits the batch). Invalid records are
+        reported, never dropped silently.
+
+        Args:
+            source: A sync or async iterable of ``User`` objects or mappings; a path to an
+                ``.ndjson`` / ``.jsonl`` (optionally ``.gz``) or ``.csv`` file; or an open
+                binary or text file (NDJSON unless ``format="csv"``).
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish before returning.
+            on_invalid: ``"skip"`` to report invalid records as ``Rejection`` entries of the
+                result, ``"raise"`` to stop at the first with ``ValidationError``.
+            on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+
+        Returns:
+            What was read, sent, rejected and accepted (with the jobs' final states).
+
+        Raises:
+            ValidationError: The options or the source are unusable, or ``on_invalid="raise"``
+                met an invalid record (``error.result`` holds what was accepted before).
+            ImportAbortedError: A batch failed for good; ``error.result`` holds what was
+                accepted, and ``__cause__`` the final failure.
+
+        Examples:
+            ```python
+            result = await client.import_users("users.ndjson.gz")
+            print(result.rows_sent, len(result.rejected), [j.job_id for j in result.jobs])
+            ```
+        """
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format)
+        return await self._import("user", source, options)
+
+    async def import_companies(
+        self,
+        source: object,
+        *,
+        batch_size: int = MAX_BULK_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+    ) -> ImportResult:
+        """Import any number of companies; the same pipeline as ``import_users``.
+
+        Args:
+            source: ``Company`` objects or mappings, or a file (CSV needs a ``company_id``
+                column).
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish before returning.
+            on_invalid: ``"skip"`` or ``"raise"``.
+            on_progress: Called with an ``ImportProgress`` as the import moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+
+        Returns:
+            What was read, sent, rejected and accepted.
+
+        Raises:
+            ValidationError: Unusable options or source, or an invalid record with
+                ``on_invalid="raise"``.
+            ImportAbortedError: A batch failed for good.
+        """
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format)
+        return await self._import("company", source, options)
+
     # -- jobs --------------------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
@@ -448,9 +525,7 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         self._check_open()
-        path = f"/v1/background_jobs/{quote(require_id(job_id, 'job_id'), safe='')}"
-        response = await self._transport.request("GET", path)
-        return _job_of(response, f"GET {path}")
+        return await fetch_job(self._transport, require_id(job_id, "job_id"))
 
     async def list_jobs(self) -> list[Job]:
         """List the account's background jobs (``GET /v1/background_jobs``).
@@ -462,29 +537,7 @@ class AsyncAnalytex:
             APIError: The request failed or the body is not a list of jobs.
         """
         self._check_open()
-        response = await self._transport.request("GET", "/v1/background_jobs")
-        try:
-            data = response.json()
-        except ValueError:
-            raise APIError(
-                "GET /v1/background_jobs answered with a body that is not JSON",
-                request=response.request,
-            ) from None
-        if isinstance(data, Mapping):
-            data = next((data[k] for k in ("jobs", "data", "background_jobs") if k in data), None)
-        if not isinstance(data, list):
-            raise APIError(
-                "GET /v1/background_jobs answered with a body that is not a list of jobs",
-                request=response.request,
-            )
-        jobs = []
-        for item in data:
-            if isinstance(item, Mapping):
-                try:
-                    jobs.append(Job.from_api(item))
-                except ValueError:
-                    continue
-        return jobs
+        return await fetch_jobs(self._transport)
 
     def _poll_interval(self, job: Job, previous: float) -> float:
         """How long to wait before the next poll: the expected remaining time, 1 to 30 s."""

@@ -53,6 +53,8 @@ class ValidationError(AnalytexError, ValueError):
         position: The record's zero-based position in the call's input, when it came from a list
             or a stream of records.
         line: The one-based line number in the source file, when the record came from a file.
+        result: For an import stopped by ``on_invalid="raise"`` or an unreadable source, what
+            was read, sent and accepted before it stopped; ``None`` elsewhere.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class ValidationError(AnalytexError, ValueError):
         self.field = field
         self.position = position
         self.line = line
+        self.result: ImportResult | None = None
         where = []
         if position is not None:
             where.append(f"record {position}")

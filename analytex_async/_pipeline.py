@@ -1,0 +1,406 @@
+"""The bulk pipeline behind ``import_users`` / ``import_companies``.
+
+source → validate → batch → govern → send → wait, in two tasks joined by an unbuffered stream:
+
+* the **producer** reads the source lazily, validates and encodes each record, and fills
+  batches; it hands a full batch over only when the sender takes it, so at most one batch is
+  being built while one is on the wire (memory stays at about two batches, whatever the source);
+* the **sender** takes a batch, waits for the governor (the row rate), waits for the account's
+  previous job to finish (the server takes one job at a time), uploads the batch as multipart
+  NDJSON, and records the job. A 409 means another job still runs: it waits for that job and
+  sends the same batch again. A 413 splits the batch in halves. Retries of transport errors, 429
+  and 5xx happen in the transport; a batch that finally fails ends the import with
+  ``ImportAbortedError`` listing what was accepted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Literal
+
+import anyio
+import anyio.lowlevel
+import attrs
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from ._batching import MAX_BATCH_BYTES, MAX_RECORDS, Batch, Batcher, encode_record
+from ._errors import (
+    APIError,
+    ConflictError,
+    ImportAbortedError,
+    PayloadTooLargeError,
+    RateLimitError,
+    ValidationError,
+)
+from ._governor import Governor
+from ._jobs import fetch_job, fetch_jobs, job_of
+from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection, WaitingFor
+from ._multipart import MultipartFile
+from ._sources import SourceFormat, SourceRecord, read_source
+from ._transport import Transport
+from ._validation import RecordKind, bulk_record
+
+ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
+OnInvalid = Literal["skip", "raise"]
+
+PATHS: dict[RecordKind, str] = {
+    "user": "/v1/users/bulk_identify",
+    "company": "/v1/companies/bulk_identify",
+}
+STALL_BUDGET = 0.002
+"""Seconds of CPU work the producer does before it lets other tasks run."""
+MAX_POLL_INTERVAL = 30.0
+
+
+@attrs.frozen
+class ImportOptions:
+    """The checked options of one import.
+
+    Attributes:
+        batch_size: Records per batch at most (1 to 10,000).
+        wait: Whether to wait for the last jobs to finish before returning.
+        on_invalid: ``"skip"`` (report a ``Rejection``) or ``"raise"`` (``ValidationError``).
+        on_progress: Called with an ``ImportProgress`` after each step (sync or async).
+        format: The file format when it cannot be told from the source's name.
+        max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
+            multipart framing; lower only in tests).
+    """
+
+    batch_size: int = MAX_RECORDS
+    wait: bool = True
+    on_invalid: OnInvalid = "skip"
+    on_progress: ProgressCallback | None = None
+    format: SourceFormat | None = None
+    max_batch_bytes: int = MAX_BATCH_BYTES
+
+    def __attrs_post_init__(self) -> None:
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RECORDS:
+            raise ValidationError(
+                f"must be an integer from 1 to {MAX_RECORDS:,}, got {size!r}", field="batch_size"
+            )
+        if self.on_invalid not in ("skip", "raise"):
+            raise ValidationError(
+                f"must be 'skip' or 'raise', got {self.on_invalid!r}", field="on_invalid"
+            )
+        if self.on_progress is not None and not callable(self.on_progress):
+            raise ValidationError("must be callable", field="on_progress")
+
+
+class ImportRun:
+    """One import: the state both tasks share, and the steps each takes.
+
+    Args:
+        transport: Sends the requests.
+        governor: Paces batch starts.
+        kind: ``"user"`` or ``"company"``.
+        rows_per_minute: The server's processing rate, to time job polls.
+        options: The import's options.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        governor: Governor,
+        kind: RecordKind,
+        *,
+        rows_per_minute: float,
+        options: ImportOptions,
+    ) -> None:
+        self.transport = transport
+        self.governor = governor
+        self.kind = kind
+        self.rows_per_minute = rows_per_minute
+        self.options = options
+        self.path = PATHS[kind]
+        self.rows_read = 0
+        self.rows_sent = 0
+        self.batches_sent = 0
+        self.rejected: list[Rejection] = []
+        self.jobs: dict[str, Job] = {}
+        self.job_rows: dict[str, int] = {}
+        self.waiting_for: WaitingFor | None = None
+        self.started = anyio.current_time()
+        self.last_job: Job | None = None
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def result(self) -> ImportResult:
+        """The import's result so far."""
+        return ImportResult(
+            rows_read=self.rows_read,
+            rows_sent=self.rows_sent,
+            rejected=list(self.rejected),
+            jobs=list(self.jobs.values()),
+            elapsed=anyio.current_time() - self.started,
+        )
+
+    def rows_completed(self) -> int:
+        """Rows the server reports as processed, over every job."""
+        done = 0
+        for job_id, job in self.jobs.items():
+            if job.status is JobStatus.COMPLETED:
+                done += self.job_rows[job_id]
+            elif job.completed_rows is not None:
+                done += min(job.completed_rows, self.job_rows[job_id])
+        return done
+
+    async def report(self, waiting_for: WaitingFor | None = None) -> None:
+        """Tell the progress callback where the import stands.
+
+        Args:
+            waiting_for: What the import is about to wait for, if anything.
+        """
+        self.waiting_for = waiting_for
+        callback = self.options.on_progress
+        if callback is None:
+            return
+        outcome = callback(
+            ImportProgress(
+                rows_read=self.rows_read,
+                rows_sent=self.rows_sent,
+                rows_rejected=len(self.rejected),
+                rows_completed=self.rows_completed(),
+                batches_sent=self.batches_sent,
+                waiting_for=waiting_for,
+            )
+        )
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    # -- the whole run -----------------------------------------------------------------------
+
+    async def run(self, source: object) -> ImportResult:
+        """Import every record of ``source``.
+
+        Args:
+            source: Records, or a file, as ``read_source`` takes them.
+
+        Returns:
+            The result, with the jobs in their final state when ``wait`` is on.
+
+        Raises:
+            ValidationError: The source cannot be read, or (``on_invalid="raise"``) a record
+                is invalid; ``error.result`` holds what was accepted before.
+            ImportAbortedError: A batch failed for good; ``result`` holds what was accepted.
+        """
+        send, receive = anyio.create_memory_object_stream[Batch](0)
+        produced: list[BaseException] = []
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._produce, source, send, produced)
+            try:
+                await self._send_all(receive)
+            except Exception as exc:
+                # Keep the error out of the task group (which would wrap it in a group) and stop
+                # the producer: nothing more will be sent.
+                failure = exc
+                tasks.cancel_scope.cancel()
+        error = produced[0] if produced else failure
+        if isinstance(error, ValidationError):
+            error.result = self.result()
+            raise error
+        if error is not None:
+            raise self._aborted(error) from error
+        if self.options.wait:
+            try:
+                await self._wait_for_jobs()
+            except APIError as exc:
+                raise self._aborted(exc) from exc
+        await self.report()
+        return self.result()
+
+    def _aborted(self, error: BaseException) -> ImportAbortedError:
+        accepted = ", ".join(self.jobs) or "none"
+        return ImportAbortedError(
+            f"import stopped after {self.batches_sent} accepted batch(es) "
+            f"({self.rows_sent:,} rows; jobs: {accepted}): {error}",
+            result=self.result(),
+        )
+
+    # -- producer ----------------------------------------------------------------------------
+
+    def _reject(self, item: SourceRecord, reason: str) -> None:
+        if self.options.on_invalid == "raise":
+            raise ValidationError(reason, position=item.position, line=item.line)
+        self.rejected.append(Rejection(item.position, item.record, reason, item.line))
+
+    async def _produce(
+        self, source: object, send: ObjectSendStream[Batch], errors: list[BaseException]
+    ) -> None:
+        batcher = Batcher(
+            max_records=self.options.batch_size, max_bytes=self.options.max_batch_bytes
+        )
+        async with send:
+            try:
+                async with aclosing(self._records(source)) as records:
+                    async for item in records:
+                        batch = self._take(batcher, item)
+                        if batch is not None:
+                            await send.send(batch)
+                last = batcher.flush()
+                if last is not None:
+                    await send.send(last)
+            except (ValidationError, OSError) as exc:
+                errors.append(
+                    exc
+                    if isinstance(exc, ValidationError)
+                    else ValidationError(f"reading the source failed: {exc}", field="source")
+                )
+            except anyio.BrokenResourceError:
+                pass  # the sender stopped; its own error says why
+
+    async def _records(self, source: object) -> AsyncGenerator[SourceRecord, None]:
+        """The source's records, with the producer's CPU time sliced for the event loop."""
+        budget_end = time.perf_counter() + STALL_BUDGET
+        async with aclosing(read_source(source, self.kind, format=self.options.format)) as items:
+            async for item in items:
+                yield item
+                if time.perf_counter() > budget_end:
+                    await anyio.lowlevel.checkpoint()
+                    budget_end = time.perf_counter() + STALL_BUDGET
+
+    def _take(self, batcher: Batcher, item: SourceRecord) -> Batch | None:
+        self.rows_read += 1
+        if item.error is not None:
+            self._reject(item, item.error)
+            return None
+        try:
+            line = encode_record(bulk_record(item.record, self.kind))
+        except ValidationError as exc:
+            self._reject(item, str(exc))
+            return None
+        if not batcher.fits_alone(line):
+            self._reject(
+                item,
+                f"the encoded record is {len(line):,} bytes, more than a request may carry "
+                f"({batcher.max_bytes:,} bytes)",
+            )
+            return None
+        return batcher.add(item.position, line)
+
+    # -- sender ------------------------------------------------------------------------------
+
+    async def _send_all(self, receive: ObjectReceiveStream[Batch]) -> None:
+        async with receive:
+            async for batch in receive:
+                pending = deque([batch])
+                while pending:
+                    current = pending.popleft()
+                    job = await self._deliver(current)
+                    if job is None:  # the server found it too large: split it
+                        if current.count == 1:
+                            self._reject_too_large(current)
+                        else:
+                            pending.extendleft(reversed(current.halves()))
+                        continue
+                    self._accepted(current, job)
+                    await self.report()
+
+    def _reject_too_large(self, batch: Batch) -> None:
+        item = SourceRecord(
+            position=batch.positions[0],
+            line=None,
+            record=batch.lines[0].decode(errors="replace").rstrip("\n"),
+        )
+        reason = "the server refused the record as too large (413)"
+        if self.options.on_invalid == "raise":
+            raise ValidationError(reason, position=item.position)
+        self.rejected.append(Rejection(item.position, item.record, reason))
+
+    def _accepted(self, batch: Batch, job: Job) -> None:
+        self.rows_sent += batch.count
+        self.batches_sent += 1
+        self.jobs[job.job_id] = job
+        self.job_rows[job.job_id] = batch.count
+        self.last_job = job
+
+    async def _deliver(self, batch: Batch) -> Job | None:
+        """Send one batch until the server accepts it; ``None`` when it is too large."""
+        await self.report("rate")
+        await self.governor.acquire(batch.count)
+        await self._wait_for_previous_job()
+        unexplained = 0
+        body = MultipartFile(batch.lines, filename=f"{self.kind}s-{batch.label}.ndjson")
+        while True:
+            await self.report()
+            try:
+                response = await self.transport.request(
+                    "POST", self.path, body=body.factory(), on_retry=self._on_retry
+                )
+            except PayloadTooLargeError:
+                return None
+            except ConflictError:
+                # Another job still runs (ours, or another process's): wait it out, then send
+                # the same batch again.
+                blocking = await self._running_job()
+                if blocking is not None:
+                    await self._wait_until_terminal(blocking)
+                    continue
+                unexplained += 1
+                if unexplained > self.transport.retry.max_retries:
+                    raise
+                await self.report("job")
+                await anyio.sleep(self.transport.retry.backoff(unexplained - 1))
+                continue
+            return job_of(response, f"POST {self.path}")
+
+    async def _on_retry(self, error: APIError, delay: float) -> None:
+        if isinstance(error, RateLimitError):
+            await self.governor.push_back(delay)
+        await self.report("retry")
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    async def _get_job(self, job_id: str) -> Job:
+        job = await fetch_job(self.transport, job_id)
+        if job.job_id in self.jobs:
+            self.jobs[job.job_id] = job
+        return job
+
+    async def _running_job(self) -> Job | None:
+        """The job that holds the account's one slot, if one can be seen."""
+        if self.last_job is not None and not self.last_job.is_terminal:
+            job = await self._get_job(self.last_job.job_id)
+            if not job.is_terminal:
+                return job
+        try:
+            listed = await fetch_jobs(self.transport)
+        except APIError:
+            return None
+        return next((job for job in listed if not job.is_terminal), None)
+
+    def _poll_interval(self, job: Job) -> float:
+        """Poll when the job should be done: its remaining rows at the processing rate."""
+        rows = self.job_rows.get(job.job_id, job.total_rows or self.options.batch_size)
+        done = job.completed_rows or 0
+        total = job.total_rows if job.total_rows is not None else rows
+        remaining = max(total - done, 0) * 60.0 / self.rows_per_minute
+        # A floor scaled to one batch's duration: fine-grained at high rates (tests, the
+        # emulator), at most one poll a second at the real API's 1,200 rows a minute.
+        floor = min(1.0, max(rows * 60.0 / self.rows_per_minute / 50, 0.01))
+        return min(max(remaining, floor), MAX_POLL_INTERVAL)
+
+    async def _wait_until_terminal(self, job: Job) -> Job:
+        # Look first: the job we hold may be stale (the governor may have waited long enough
+        # for it to finish), and only a fresh state tells how long is left.
+        job = await self._get_job(job.job_id)
+        while not job.is_terminal:
+            await self.report("job")
+            await anyio.sleep(self._poll_interval(job))
+            job = await self._get_job(job.job_id)
+        return job
+
+    async def _wait_for_previous_job(self) -> None:
+        # The server runs one job at a time: rather than collect a 409, wait for ours to end.
+        if self.last_job is not None and not self.last_job.is_terminal:
+            self.last_job = await self._wait_until_terminal(self.last_job)
+
+    async def _wait_for_jobs(self) -> None:
+        for job in list(self.jobs.values()):
+            if not job.is_terminal:
+                await self._wait_until_terminal(job)
