@@ -30,7 +30,7 @@ from ._errors import (
     RateLimitError,
     ValidationError,
 )
-from ._governor import Governor, RowGovernor
+from ._governor import Governor, JobSlot, RowGovernor
 from ._models import (
     Company,
     ImportProgress,
@@ -63,6 +63,7 @@ __all__ = [
     "InternalServerError",
     "Job",
     "JobFailedError",
+    "JobSlot",
     "JobStatus",
     "NotFoundError",
     "PayloadTooLargeError",

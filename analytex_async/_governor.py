@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["Governor", "RowGovernor"]
+__all__ = ["Governor", "JobSlot", "RowGovernor"]
 
 # Added to every sleep so we wake just *after* ``tat``, not a rounding error before it:
 # ``anyio.sleep(d)`` turns ``d`` back into the deadline ``now + d``, which can round below
@@ -81,6 +81,36 @@ class Governor(Protocol):
         ...
 
 
+@runtime_checkable
+class JobSlot(Protocol):
+    """Remembers the account's latest bulk job, for everyone who shares a governor.
+
+    The server runs one bulk job at a time per account. Imports that share a governor (several
+    on one client, or several workers sharing a Redis governor) use this to wait for the job
+    that holds the slot instead of colliding with it and collecting 409s. It is an
+    optimisation: a 409 is still handled safely when the slot's information is missing or late.
+    A ``Governor`` may implement it too; the pipeline uses it when it is there.
+    """
+
+    async def latest_job(self) -> str | None:
+        """The id of the latest job anyone sharing this governor submitted, if still fresh.
+
+        Returns:
+            The job id, or ``None``.
+        """
+        ...
+
+    async def set_latest_job(self, job_id: str, ttl: float) -> None:
+        """Record a job just accepted by the server.
+
+        Args:
+            job_id: The job's id.
+            ttl: Seconds after which the record may be forgotten (well past the job's
+                expected end).
+        """
+        ...
+
+
 class RowGovernor:
     """An in-process ``Governor``: at most ``rows_per_minute`` rows a minute, batch by batch.
 
@@ -115,6 +145,7 @@ class RowGovernor:
         # anyio's Lock is fair: waiters get their turn in arrival order. The holder sleeps until
         # its start time while the rest queue behind it.
         self._turn = anyio.Lock()
+        self._latest_job: tuple[str, float] | None = None
 
     @property
     def rows_per_minute(self) -> float:
@@ -169,3 +200,23 @@ class RowGovernor:
         if not seconds >= 0 or not math.isfinite(seconds):
             raise ValueError(f"seconds must be zero or more and finite, got {seconds!r}")
         self._tat = max(self._tat, anyio.current_time() + seconds)
+
+    async def latest_job(self) -> str | None:
+        """The latest job recorded by an import sharing this governor, if not expired.
+
+        Returns:
+            The job id, or ``None``.
+        """
+        if self._latest_job is None:
+            return None
+        job_id, expires = self._latest_job
+        return job_id if anyio.current_time() < expires else None
+
+    async def set_latest_job(self, job_id: str, ttl: float) -> None:
+        """Record a job just accepted by the server.
+
+        Args:
+            job_id: The job's id.
+            ttl: Seconds after which the record is forgotten.
+        """
+        self._latest_job = (job_id, anyio.current_time() + ttl)

@@ -15,6 +15,7 @@ source → validate → batch → govern → send → wait, in two tasks joined 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections import deque
@@ -32,11 +33,12 @@ from ._errors import (
     APIError,
     ConflictError,
     ImportAbortedError,
+    NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
     ValidationError,
 )
-from ._governor import Governor
+from ._governor import Governor, JobSlot
 from ._jobs import fetch_job, fetch_jobs, job_of
 from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection, WaitingFor
 from ._multipart import MultipartFile
@@ -299,6 +301,9 @@ class ImportRun:
                             pending.extendleft(reversed(current.halves()))
                         continue
                     self._accepted(current, job)
+                    if isinstance(self.governor, JobSlot):
+                        expected = current.count * 60.0 / self.rows_per_minute
+                        await self.governor.set_latest_job(job.job_id, ttl=2 * expected + 60)
                     await self.report()
 
     def _reject_too_large(self, batch: Batch) -> None:
@@ -396,9 +401,15 @@ class ImportRun:
         return job
 
     async def _wait_for_previous_job(self) -> None:
-        # The server runs one job at a time: rather than collect a 409, wait for ours to end.
+        # The server runs one job at a time: rather than collect a 409, wait for the job that
+        # holds the slot to end -- ours, or (through a shared governor) another import's.
         if self.last_job is not None and not self.last_job.is_terminal:
             self.last_job = await self._wait_until_terminal(self.last_job)
+        if isinstance(self.governor, JobSlot):
+            latest = await self.governor.latest_job()
+            if latest is not None and latest not in self.jobs:
+                with contextlib.suppress(NotFoundError):
+                    await self._wait_until_terminal(await self._get_job(latest))
 
     async def _wait_for_jobs(self) -> None:
         for job in list(self.jobs.values()):

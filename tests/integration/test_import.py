@@ -290,3 +290,20 @@ async def test_bad_options_are_refused(options: dict[str, Any], field: str) -> N
         with pytest.raises(ValidationError) as info:
             await analytex.client.import_users(users(1), **options)
     assert info.value.field == field
+
+
+async def test_imports_sharing_a_client_wait_for_each_others_jobs_instead_of_colliding() -> None:
+    emulator = Emulator()
+    async with EmulatedAnalytex(emulator) as analytex:
+        results = []
+
+        async def run(start: int) -> None:
+            results.append(await analytex.client.import_users(users(3_000, start=start)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, 0)
+            tg.start_soon(run, 10_000)
+    assert sorted(r.rows_sent for r in results) == [3_000, 3_000]
+    statuses = [s for s, _, _ in submits(emulator)]
+    assert statuses == [202, 202]  # no 409: the second waited for the first one's job
+    assert len(emulator.users) == 6_000
