@@ -438,6 +438,7 @@ class AsyncAnalytex:
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
         format: SourceFormat | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> ImportResult:
         """Import any number of users through governed, validated NDJSON batches.
 
@@ -457,6 +458,9 @@ class AsyncAnalytex:
                 result, ``"raise"`` to stop at the first with ``ValidationError``.
             on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            journal: A file in which every accepted batch is recorded durably. Run the same
+                import again with the same journal and what was accepted is skipped, so a
+                crash or a cancel loses nothing and repeats at most the batch in flight.
 
         Returns:
             What was read, sent, rejected and accepted (with the jobs' final states).
@@ -473,7 +477,7 @@ class AsyncAnalytex:
             print(result.rows_sent, len(result.rejected), [j.job_id for j in result.jobs])
             ```
         """
-        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format)
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, journal=journal)
         return await self._import("user", source, options)
 
     async def import_companies(
@@ -485,6 +489,7 @@ class AsyncAnalytex:
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
         format: SourceFormat | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> ImportResult:
         """Import any number of companies; the same pipeline as ``import_users``.
 
@@ -496,6 +501,7 @@ class AsyncAnalytex:
             on_invalid: ``"skip"`` or ``"raise"``.
             on_progress: Called with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            journal: A file recording accepted batches, to resume from (see ``import_users``).
 
         Returns:
             What was read, sent, rejected and accepted.
@@ -505,7 +511,7 @@ class AsyncAnalytex:
                 ``on_invalid="raise"``.
             ImportAbortedError: A batch failed for good.
         """
-        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format)
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, journal=journal)
         return await self._import("company", source, options)
 
     # -- jobs --------------------------------------------------------------------------------

@@ -255,6 +255,7 @@ class ImportProgress:
         rows_completed: Records the server reports as processed.
         batches_sent: Batches the server accepted.
         waiting_for: ``None`` while working, else ``"rate"``, ``"job"`` or ``"retry"``.
+        rows_skipped: Records skipped because the journal says an earlier run sent them.
     """
 
     rows_read: int = 0
@@ -263,6 +264,7 @@ class ImportProgress:
     rows_completed: int = 0
     batches_sent: int = 0
     waiting_for: WaitingFor | None = None
+    rows_skipped: int = 0
 
 
 @attrs.frozen
@@ -275,6 +277,7 @@ class ImportResult:
         rejected: Every record that was not sent, with its reason.
         jobs: The jobs of the accepted batches, in their last known state.
         elapsed: Wall time of the import in seconds.
+        rows_skipped: Records skipped because the journal says an earlier run sent them.
     """
 
     rows_read: int = 0
@@ -282,6 +285,7 @@ class ImportResult:
     rejected: list[Rejection] = attrs.field(factory=list)
     jobs: list[Job] = attrs.field(factory=list)
     elapsed: float = 0.0
+    rows_skipped: int = 0
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -40,6 +41,7 @@ from ._errors import (
 )
 from ._governor import Governor, JobSlot
 from ._jobs import fetch_job, fetch_jobs, job_of
+from ._journal import Journal
 from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection, WaitingFor
 from ._multipart import MultipartFile
 from ._sources import SourceFormat, SourceRecord, read_source
@@ -70,6 +72,7 @@ class ImportOptions:
         format: The file format when it cannot be told from the source's name.
         max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
             multipart framing; lower only in tests).
+        journal: Where to record accepted batches durably, and whence to resume.
     """
 
     batch_size: int = MAX_RECORDS
@@ -78,6 +81,7 @@ class ImportOptions:
     on_progress: ProgressCallback | None = None
     format: SourceFormat | None = None
     max_batch_bytes: int = MAX_BATCH_BYTES
+    journal: str | os.PathLike[str] | None = None
 
     def __attrs_post_init__(self) -> None:
         size = self.batch_size
@@ -128,6 +132,7 @@ class ImportRun:
         self.waiting_for: WaitingFor | None = None
         self.started = anyio.current_time()
         self.last_job: Job | None = None
+        self.journal: Journal | None = None
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -139,7 +144,13 @@ class ImportRun:
             rejected=list(self.rejected),
             jobs=list(self.jobs.values()),
             elapsed=anyio.current_time() - self.started,
+            rows_skipped=self.rows_skipped,
         )
+
+    @property
+    def rows_skipped(self) -> int:
+        """Records skipped because the journal says an earlier run sent them."""
+        return self.journal.skipped if self.journal is not None else 0
 
     def rows_completed(self) -> int:
         """Rows the server reports as processed, over every job."""
@@ -169,6 +180,7 @@ class ImportRun:
                 rows_completed=self.rows_completed(),
                 batches_sent=self.batches_sent,
                 waiting_for=waiting_for,
+                rows_skipped=self.rows_skipped,
             )
         )
         if inspect.isawaitable(outcome):
@@ -190,6 +202,19 @@ class ImportRun:
                 is invalid; ``error.result`` holds what was accepted before.
             ImportAbortedError: A batch failed for good; ``result`` holds what was accepted.
         """
+        if self.options.journal is None:
+            return await self._run(source)
+        self.journal = await Journal.open(self.options.journal, self.kind)
+        try:
+            if self.journal.latest_job_id is not None:
+                # An earlier run's last job may still hold the account's one job slot.
+                self.last_job = Job(self.journal.latest_job_id, JobStatus.UNKNOWN)
+            return await self._run(source)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.journal.aclose()
+
+    async def _run(self, source: object) -> ImportResult:
         send, receive = anyio.create_memory_object_stream[Batch](0)
         produced: list[BaseException] = []
         failure: Exception | None = None
@@ -244,6 +269,8 @@ class ImportRun:
                         batch = self._take(batcher, item)
                         if batch is not None:
                             await send.send(batch)
+                if self.journal is not None:
+                    self.journal.finish()
                 last = batcher.flush()
                 if last is not None:
                     await send.send(last)
@@ -276,6 +303,8 @@ class ImportRun:
         except ValidationError as exc:
             self._reject(item, str(exc))
             return None
+        if self.journal is not None and self.journal.covers(item.position, line):
+            return None  # an earlier run sent it
         if not batcher.fits_alone(line):
             self._reject(
                 item,
@@ -301,6 +330,16 @@ class ImportRun:
                             pending.extendleft(reversed(current.halves()))
                         continue
                     self._accepted(current, job)
+                    if self.journal is not None:
+                        # Accepted is accepted: record it even if we are being cancelled.
+                        with anyio.CancelScope(shield=True):
+                            await self.journal.record(
+                                current.positions[0],
+                                current.positions[-1],
+                                current.lines,
+                                job.job_id,
+                                current.label,
+                            )
                     if isinstance(self.governor, JobSlot):
                         expected = current.count * 60.0 / self.rows_per_minute
                         await self.governor.set_latest_job(job.job_id, ttl=2 * expected + 60)
@@ -404,7 +443,10 @@ class ImportRun:
         # The server runs one job at a time: rather than collect a 409, wait for the job that
         # holds the slot to end -- ours, or (through a shared governor) another import's.
         if self.last_job is not None and not self.last_job.is_terminal:
-            self.last_job = await self._wait_until_terminal(self.last_job)
+            try:
+                self.last_job = await self._wait_until_terminal(self.last_job)
+            except NotFoundError:
+                self.last_job = None  # an earlier run's job the server no longer knows
         if isinstance(self.governor, JobSlot):
             latest = await self.governor.latest_job()
             if latest is not None and latest not in self.jobs:
