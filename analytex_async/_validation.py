@@ -106,14 +106,7 @@ def _check_value(
             f"nested more than {MAX_DEPTH} levels deep", field=field, position=position
         )
     if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValidationError(
-                    f"keys must be strings, got {type(key).__name__} {key!r:.40}",
-                    field=field,
-                    position=position,
-                )
-            _check_value(item, f"{field}.{key}", position, primitives_only=False, depth=depth + 1)
+        _check_entries(value, field, position, primitives_only=False, depth=depth + 1)
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
@@ -124,6 +117,25 @@ def _check_value(
     raise ValidationError(
         f"{type(value).__name__} is not JSON-serialisable", field=field, position=position
     )
+
+
+def _check_entries(
+    value: Mapping[Any, Any],
+    field: str,
+    position: int | None,
+    *,
+    primitives_only: bool,
+    depth: int,
+) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValidationError(
+                f"keys must be strings, got {type(key).__name__} {key!r:.40}",
+                field=field,
+                position=position,
+            )
+        _check_text(key, field, position)
+        _check_value(item, f"{field}.{key}", position, primitives_only=primitives_only, depth=depth)
 
 
 def check_metadata(
@@ -155,15 +167,7 @@ def check_metadata(
         raise ValidationError(
             f"must be a mapping, got {type(value).__name__}", field=field, position=position
         )
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise ValidationError(
-                f"keys must be strings, got {type(key).__name__} {key!r:.40}",
-                field=field,
-                position=position,
-            )
-        _check_text(key, field, position)
-        _check_value(item, f"{field}.{key}", position, primitives_only=primitives_only, depth=1)
+    _check_entries(value, field, position, primitives_only=primitives_only, depth=1)
     return dict(value)
 
 
