@@ -228,6 +228,10 @@ class ImportRun:
                 failure = exc
                 tasks.cancel_scope.cancel()
         error = produced[0] if produced else failure
+        if isinstance(error, OSError):
+            unreadable = ValidationError(f"reading the source failed: {error}", field="source")
+            unreadable.result = self.result()
+            raise unreadable from error
         if isinstance(error, ValidationError):
             error.result = self.result()
             raise error
@@ -274,14 +278,10 @@ class ImportRun:
                 last = batcher.flush()
                 if last is not None:
                     await send.send(last)
-            except (ValidationError, OSError) as exc:
-                errors.append(
-                    exc
-                    if isinstance(exc, ValidationError)
-                    else ValidationError(f"reading the source failed: {exc}", field="source")
-                )
             except anyio.BrokenResourceError:
                 pass  # the sender stopped; its own error says why
+            except Exception as exc:  # re-raised by run(), outside the task group
+                errors.append(exc)
 
     async def _records(self, source: object) -> AsyncGenerator[SourceRecord, None]:
         """The source's records, with the producer's CPU time sliced for the event loop."""

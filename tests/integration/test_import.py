@@ -307,3 +307,18 @@ async def test_imports_sharing_a_client_wait_for_each_others_jobs_instead_of_col
     statuses = [s for s, _, _ in submits(emulator)]
     assert statuses == [202, 202]  # no 409: the second waited for the first one's job
     assert len(emulator.users) == 6_000
+
+
+async def test_a_source_that_raises_aborts_with_its_error_and_the_accepted_batches() -> None:
+    emulator = Emulator(rows_per_minute=1_000_000)
+
+    def source() -> Any:
+        yield from users(250)
+        raise RuntimeError("the database went away")
+
+    async with EmulatedAnalytex(emulator, rows_per_minute=1_000_000) as analytex:
+        with pytest.raises(ImportAbortedError, match="the database went away") as info:
+            await analytex.client.import_users(source(), batch_size=100)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert info.value.result.rows_read == 250
+    assert info.value.result.rows_sent in (100, 200)
