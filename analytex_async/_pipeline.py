@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import time
 from collections import deque
@@ -47,6 +48,8 @@ from ._multipart import MultipartFile
 from ._sources import SourceFormat, SourceRecord, read_source
 from ._transport import Transport
 from ._validation import RecordKind, bulk_record
+
+logger = logging.getLogger("analytex_async")
 
 ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
 OnInvalid = Literal["skip", "raise"]
@@ -408,15 +411,15 @@ class ImportRun:
 
     async def _running_job(self) -> Job | None:
         """The job that holds the account's one slot, if one can be seen."""
-        if self.last_job is not None and not self.last_job.is_terminal:
+        if self.last_job is not None and not _settled(self.last_job):
             job = await self._get_job(self.last_job.job_id)
-            if not job.is_terminal:
+            if not _settled(job):
                 return job
         try:
             listed = await fetch_jobs(self.transport)
         except APIError:
             return None
-        return next((job for job in listed if not job.is_terminal), None)
+        return next((job for job in listed if not _settled(job)), None)
 
     def _poll_interval(self, job: Job) -> float:
         """Poll when the job should be done: its remaining rows at the processing rate."""
@@ -433,7 +436,16 @@ class ImportRun:
         # Look first: the job we hold may be stale (the governor may have waited long enough
         # for it to finish), and only a fresh state tells how long is left.
         job = await self._get_job(job.job_id)
-        while not job.is_terminal:
+        warned = False
+        while not _settled(job):
+            if job.status is JobStatus.UNKNOWN and not warned:
+                warned = True
+                logger.warning(
+                    "job %s has a status this SDK does not know (%r); waiting for it to "
+                    "finish or for its rows to complete",
+                    job.job_id,
+                    job.raw.get("status"),
+                )
             await self.report("job")
             await anyio.sleep(self._poll_interval(job))
             job = await self._get_job(job.job_id)
@@ -442,7 +454,7 @@ class ImportRun:
     async def _wait_for_previous_job(self) -> None:
         # The server runs one job at a time: rather than collect a 409, wait for the job that
         # holds the slot to end -- ours, or (through a shared governor) another import's.
-        if self.last_job is not None and not self.last_job.is_terminal:
+        if self.last_job is not None and not _settled(self.last_job):
             try:
                 self.last_job = await self._wait_until_terminal(self.last_job)
             except NotFoundError:
@@ -455,5 +467,21 @@ class ImportRun:
 
     async def _wait_for_jobs(self) -> None:
         for job in list(self.jobs.values()):
-            if not job.is_terminal:
+            if not _settled(job):
                 await self._wait_until_terminal(job)
+
+
+def _settled(job: Job) -> bool:
+    """Whether a job no longer holds the account's job slot.
+
+    Terminal statuses settle it; so does a status this SDK does not know once every row is
+    reported complete (a newer server-side "done" state must not hang an import).
+    """
+    if job.is_terminal:
+        return True
+    return (
+        job.status is JobStatus.UNKNOWN
+        and job.total_rows is not None
+        and job.completed_rows is not None
+        and job.completed_rows >= job.total_rows
+    )

@@ -322,3 +322,20 @@ async def test_a_source_that_raises_aborts_with_its_error_and_the_accepted_batch
     assert isinstance(info.value.__cause__, RuntimeError)
     assert info.value.result.rows_read == 250
     assert info.value.result.rows_sent in (100, 200)
+
+
+async def test_a_job_in_an_unknown_state_with_all_rows_done_does_not_hang_the_import() -> None:
+    emulator = Emulator(rows_per_minute=1_000_000)
+    async with EmulatedAnalytex(emulator, rows_per_minute=1_000_000) as analytex:
+        first = await analytex.client.import_users(users(10), wait=False)
+        job_id = first.jobs[0].job_id
+        emulator.faults.add(
+            f"/v1/background_jobs/{job_id}",
+            method="GET",
+            status=200,
+            body={"job_id": job_id, "status": "archived", "total_rows": 10, "completed_rows": 10},
+            times=None,
+        )
+        second = await analytex.client.import_users(users(10, start=10))
+    assert second.rows_sent == 10
+    assert any(r.method == "GET" and job_id in r.path for r in emulator.requests)
