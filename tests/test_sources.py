@@ -878,7 +878,8 @@ def test_any_chunking_of_any_ndjson_layout_splits_the_same_lines(
     assert [(r.position, r.line, r.record) for r in records] == expected
 
 
-csv_cells = st.text(st.characters(exclude_categories=["Cs"]), max_size=6)
+# No NUL: Python 3.10's csv writer cannot write it (a limit of the writer, not of our reader).
+csv_cells = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=6)
 
 
 @settings(max_examples=30, deadline=None)
