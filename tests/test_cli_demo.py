@@ -1,0 +1,91 @@
+"""``analytex-async demo``: the README's first command, and the sample it imports."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import anyio
+from click.testing import CliRunner
+from rich.console import Console
+
+from analytex_async._cli_commands import cli
+from analytex_async._cli_demo import planted_positions, write_sample
+from analytex_async._cli_import import ImportRequest, validate_only
+from analytex_async._cli_progress import ImportWatch, PlainImportDisplay
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """The one-line commands of the README's ``console`` blocks, in order."""
+    blocks = re.findall(r"```console\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_shows_two_one_line_commands_the_demo_first() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2
+    demo, tests = commands
+    assert demo.endswith("analytex-async demo")
+    install = demo.split("&&")[1]
+    assert "pip install" in install
+    assert '".[cli,emulator]"' in install
+    assert (
+        tests
+        == Path(__file__)
+        .resolve()
+        .parent.parent.joinpath(".ci", "run")
+        .read_text(encoding="utf-8")
+        .splitlines()[-1]
+    )
+
+
+def test_the_readme_demo_command_runs_and_prints_the_summary() -> None:
+    demo = readme_commands()[0].split("&&")[-1].strip()
+    program, *arguments = shlex.split(demo)
+    assert Path(program).name == "analytex-async"
+    # The README installs into .venv; here the package is installed in the running environment.
+    script = Path(sys.executable).parent / "analytex-async"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "analytex_async"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*command, *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 60
+    out = done.stdout
+    assert "Imported users from demo-users.ndjson" in out
+    assert "read       50,000 rows" in out
+    assert "sent       49,994 rows in 5 batch(es)" in out
+    assert "rejected   6 rows" in out
+    assert "jobs       5 completed" in out
+    assert "Rejected records (6):" in out
+    assert "line 44,445: not valid JSON" in out
+    assert "The emulator ended with 49,994 users stored" in out
+    assert "batch 5 accepted" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_small_demo_runs_in_process() -> None:
+    result = CliRunner().invoke(cli, ["demo", "--users", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "sent       1,994 rows in 1 batch(es)" in result.stdout
+    assert "The emulator ended with 1,994 users stored" in result.stdout
+
+
+def test_the_sample_holds_exactly_the_planted_invalid_records(tmp_path: Path) -> None:
+    path = tmp_path / "sample.ndjson"
+    planted = write_sample(path, 1_000)
+    assert planted == len(planted_positions(1_000)) == 6
+    display = PlainImportDisplay(ImportWatch(1_200), lambda: Console(stderr=True).file)
+    report = anyio.run(partial(validate_only, ImportRequest("user", path, "sample"), display))
+    assert report.rows_read == 1_000
+    assert sorted(r.position for r in report.rejected) == sorted(planted_positions(1_000))
+    assert len({r.reason.split(":")[0] for r in report.rejected}) >= 5  # different mistakes
