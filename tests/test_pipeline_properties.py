@@ -65,7 +65,7 @@ def test_valid_records_are_sent_once_in_order_and_invalid_ones_rejected_once(
             return httpx.Response(200, json={"job_id": job_id, "status": "completed"})
         lines = ndjson_lines(request)
         assert 1 <= len(lines) <= batch_size
-        assert sum(len(json.dumps(x, ensure_ascii=False, separators=(",", ":"))) + 1
+        assert sum(len(json.dumps(x, ensure_ascii=False, separators=(",", ":")).encode()) + 1
                    for x in lines) <= max_bytes  # fmt: skip
         sent.extend(lines)
         jobs += 1
@@ -84,17 +84,17 @@ def test_valid_records_are_sent_once_in_order_and_invalid_ones_rejected_once(
             return await run.run([record for _, record in rows])
 
     result = anyio.run(main)
-    fits = [
-        r for ok, r in rows
-        if ok and len(json.dumps(r, ensure_ascii=False, separators=(",", ":"))) + 1 <= max_bytes
-    ]  # fmt: skip
-    expected_sent = [
-        {"user_id": r["user_id"], **({"metadata": r["metadata"]} if r["metadata"] else {})}
-        for r in fits
-    ]
-    assert sent == expected_sent
+
+    def wire(r: dict[str, Any]) -> dict[str, Any]:
+        return {"user_id": r["user_id"], **({"metadata": r["metadata"]} if r["metadata"] else {})}
+
+    def size(r: dict[str, Any]) -> int:
+        return len(json.dumps(wire(r), ensure_ascii=False, separators=(",", ":")).encode()) + 1
+
+    fitting = [i for i, (ok, r) in enumerate(rows) if ok and size(r) <= max_bytes]
+    assert sent == [wire(rows[i][1]) for i in fitting]
     rejected_positions = [r.position for r in result.rejected]
-    too_big = [i for i, (ok, r) in enumerate(rows) if ok and r not in fits]
+    too_big = [i for i, (ok, _) in enumerate(rows) if ok and i not in fitting]
     assert rejected_positions == sorted([i for i, (ok, _) in enumerate(rows) if not ok] + too_big)
     assert len(set(rejected_positions)) == len(rejected_positions)
     assert result.rows_read == len(rows)
