@@ -15,14 +15,15 @@ import httpx
 from ._batching import MAX_RECORDS as MAX_BULK_RECORDS
 from ._batching import MAX_REQUEST_BYTES
 from ._errors import ConfigurationError, JobFailedError, ValidationError
-from ._governor import Governor, RowGovernor
+from ._governor import Governor, KeyScoped, RowGovernor, SharedRequestWindows
 from ._jobs import fetch_job, fetch_jobs, job_of
 from ._models import Company, ImportResult, Job, JobStatus, User
 from ._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
-from ._request_window import RequestWindow
+from ._request_window import RequestSlots, RequestWindow
 from ._sources import SourceFormat
 from ._transport import RetryPolicy, Transport, bytes_body, encode_json, json_body
 from ._validation import RecordKind, bulk_record, check_metadata, company_reference, require_id
+from .governors import api_key_hash
 
 REGIONS: Mapping[str, str] = {
     "us": "https://analytex.userpilot.io",
@@ -217,13 +218,24 @@ class AsyncAnalytex:
             retry=retry_policy,
             max_concurrency=max_concurrency,
         )
-        self._identify_window: RequestWindow | None = None
-        self._track_window: RequestWindow | None = None
+        if isinstance(self.governor, KeyScoped):
+            self.governor.bind_key_hash(api_key_hash(key))
+        self._identify_window: RequestSlots | None = None
+        self._track_window: RequestSlots | None = None
+        shared = self.governor if isinstance(self.governor, SharedRequestWindows) else None
         if requests_per_minute is not None:
-            self._identify_window = RequestWindow(requests_per_minute, 60.0)
-            self._track_window = RequestWindow(requests_per_minute, 60.0)
-        self._delete_window = RequestWindow(1, DELETE_INTERVAL)
+            self._identify_window = self._window("identify", requests_per_minute, 60.0, shared)
+            self._track_window = self._window("track", requests_per_minute, 60.0, shared)
+        self._delete_window = self._window("delete", 1, DELETE_INTERVAL, shared)
         self._closed = False
+
+    @staticmethod
+    def _window(
+        rule: str, limit: int, period: float, shared: SharedRequestWindows | None
+    ) -> RequestSlots:
+        if shared is not None:
+            return shared.request_window(rule, limit, period)
+        return RequestWindow(limit, period)
 
     def __repr__(self) -> str:
         return f"AsyncAnalytex(base_url={self.base_url!r}, api_key='***')"

@@ -25,7 +25,9 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["Governor", "JobSlot", "RowGovernor"]
+from ._request_window import RequestSlots
+
+__all__ = ["Governor", "JobSlot", "KeyScoped", "RowGovernor", "SharedRequestWindows"]
 
 # Added to every sleep so we wake just *after* ``tat``, not a rounding error before it:
 # ``anyio.sleep(d)`` turns ``d`` back into the deadline ``now + d``, which can round below
@@ -107,6 +109,37 @@ class JobSlot(Protocol):
             job_id: The job's id.
             ttl: Seconds after which the record may be forgotten (well past the job's
                 expected end).
+        """
+        ...
+
+
+@runtime_checkable
+class KeyScoped(Protocol):
+    """A governor whose budget is per API key: the client tells it which key, as a hash."""
+
+    def bind_key_hash(self, key_hash: str) -> None:
+        """Scope the governor's budget to the account of this key.
+
+        Args:
+            key_hash: A hash of the API key (never the key itself).
+        """
+        ...
+
+
+@runtime_checkable
+class SharedRequestWindows(Protocol):
+    """A governor that also shares the real-time request budgets (identify, track, delete)."""
+
+    def request_window(self, rule: str, limit: int, period: float = 60.0) -> RequestSlots:
+        """A request window shared by everyone using this governor.
+
+        Args:
+            rule: Which budget (``"identify"``, ``"track"``, ``"delete"``).
+            limit: Requests allowed per period.
+            period: The window's length in seconds.
+
+        Returns:
+            The shared window.
         """
         ...
 

@@ -368,9 +368,11 @@ class ImportRun:
 
     async def _deliver(self, batch: Batch) -> Job | None:
         """Send one batch until the server accepts it; ``None`` when it is too large."""
+        # The job first, the rate last: the POST then follows its reserved start at once, so the
+        # server sees batches spaced as the governor spaced them (job polls don't skew it).
+        await self._wait_for_previous_job()
         await self.report("rate")
         await self.governor.acquire(batch.count)
-        await self._wait_for_previous_job()
         unexplained = 0
         body = MultipartFile(batch.lines, filename=f"{self.kind}s-{batch.label}.ndjson")
         while True:

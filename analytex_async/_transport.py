@@ -32,7 +32,7 @@ from ._errors import (
     ValidationError,
     error_class_for,
 )
-from ._request_window import RequestWindow
+from ._request_window import RequestSlots
 from ._version import __version__
 
 logger = logging.getLogger("analytex_async")
@@ -369,7 +369,7 @@ class Transport:
         path: str,
         *,
         body: BodyFactory | None = None,
-        window: RequestWindow | None = None,
+        window: RequestSlots | None = None,
         retry_statuses: frozenset[int] = frozenset(),
         on_retry: RetryHook | None = None,
     ) -> httpx.Response:

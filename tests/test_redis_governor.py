@@ -783,3 +783,27 @@ def test_four_processes_share_one_budget_on_one_server(
     # start and its POST (the pipeline checks the job slot in between, a few requests on a busy
     # machine). That noise, never a drift, is all any stretch may run ahead: under half a batch.
     assert ahead < 0.5 * batch * 60 / rate
+
+
+# -- wired into the client ---------------------------------------------------------------------
+
+
+async def test_the_client_binds_its_key_hash_and_shares_its_request_windows(
+    redis_server: RedisServer, name: str, raw: redis.asyncio.Redis
+) -> None:
+    governor = RedisGovernor(redis_server.url, name=name, rows_per_minute=600_000)
+    emulator = Emulator(rows_per_minute=600_000)
+    async with governor, EmulatedAnalytex(emulator, api_key=KEY, governor=governor) as analytex:
+        assert governor.key_hash == api_key_hash(KEY)
+        assert isinstance(analytex.client._identify_window, RedisRequestWindow)
+        assert isinstance(analytex.client._track_window, RedisRequestWindow)
+        await analytex.client.identify("u1")
+        await analytex.client.track("u1", "e")
+        result = await analytex.client.import_users(
+            [{"user_id": f"u{i}"} for i in range(50)], batch_size=20
+        )
+        assert result.rows_sent == 50
+        keys = [k.decode() for k in await raw.keys(f"*{name}*")]
+    assert any(k.endswith(":rows") for k in keys)
+    assert any("window:identify" in k for k in keys)
+    assert all(KEY not in k for k in keys)
