@@ -38,7 +38,7 @@ from ._cli_progress import (
     ImportDisplay,
     ImportWatch,
     JobDisplay,
-    count,
+    counted,
     import_display,
 )
 from ._client import AsyncAnalytex, is_loopback_host
@@ -313,8 +313,8 @@ def demo(users: int) -> None:
         outcome = run_async(None, partial(run_demo, out, display, users=users))
     except KeyboardInterrupt:
         click.echo(
-            f"\n{PROG}: interrupted: the demo stopped after {count(watch.progress.rows_sent)} "
-            "rows were sent",
+            f"\n{PROG}: interrupted: the demo stopped after "
+            f"{counted(watch.progress.rows_sent, 'row')} were sent",
             err=True,
         )
         raise click.exceptions.Exit(INTERRUPTED) from None
@@ -612,8 +612,8 @@ def _import(
         )
         _report(report, rejects=rejects, as_json=as_json, settings=settings)
         click.echo(
-            f"\n{PROG}: interrupted: the server had accepted {count(report.rows_sent)} rows in "
-            f"{count(report.batches)} batch(es); their jobs go on ({PROG} jobs)"
+            f"\n{PROG}: interrupted: the server had accepted {counted(report.rows_sent, 'row')} "
+            f"in {counted(report.batches, 'batch')}; their jobs go on ({PROG} jobs)"
             + ("" if rejects is None else "; the rejects file was not written"),
             err=True,
         )

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._batching import MAX_RECORDS, Batcher, encode_record
-from ._cli_progress import ImportDisplay, count, duration
+from ._cli_progress import ImportDisplay, count, counted, duration
 from ._client import AsyncAnalytex
 from ._errors import ValidationError
 from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection
@@ -245,6 +245,7 @@ async def _shown(
     outcome: list[T] = []
     failure: Exception | None = None
     stop_counting = threading.Event()
+    display.watch.restart()
     with display:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(display.keep_showing)
@@ -507,24 +508,24 @@ def _title(report: ImportReport) -> str:
 
 
 def _counts(report: ImportReport, rejects: Path | None) -> list[tuple[str, str]]:
-    rows = [("read", f"{count(report.rows_read)} rows")]
+    rows = [("read", counted(report.rows_read, "row"))]
+    batches = counted(report.batches, "batch")
     if report.dry_run:
         valid = report.rows_read - report.rows_rejected
-        rows.append(("valid", f"{count(valid)} rows, {count(report.batches)} batch(es) to send"))
+        rows.append(("valid", f"{counted(valid, 'row')}, {batches} to send"))
     else:
-        batches = f"{count(report.batches)} batch(es)"
-        rows.append(("sent", f"{count(report.rows_sent)} rows in {batches}"))
+        rows.append(("sent", f"{counted(report.rows_sent, 'row')} in {batches}"))
         if report.rows_skipped:
-            skipped = f"{count(report.rows_skipped)} rows (the journal: an earlier run sent them)"
-            rows.append(("skipped", skipped))
-    rejected = f"{count(report.rows_rejected)} rows"
+            skipped = counted(report.rows_skipped, "row")
+            rows.append(("skipped", f"{skipped} (the journal: an earlier run sent them)"))
+    rejected = counted(report.rows_rejected, "row")
     if rejects is not None and not report.interrupted:
         rejected += f", written to {escape(str(rejects))}"
     rows.append(("rejected", f"[red]{rejected}[/]" if report.rows_rejected else rejected))
     if report.jobs:
         rows.append(("jobs", job_states(report.jobs)))
     elif report.interrupted:
-        rows.append(("completed", f"{count(report.rows_completed)} rows by the server"))
+        rows.append(("completed", f"{counted(report.rows_completed, 'row')} by the server"))
     return rows
 
 

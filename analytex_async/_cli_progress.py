@@ -45,8 +45,14 @@ WAITING_FOR = {
 
 
 def count(value: float) -> str:
-    """A row count with thousands separators: ``12,345``."""
+    """A count with thousands separators: ``12,345``."""
     return f"{round(value):,}"
+
+
+def counted(value: float, noun: str) -> str:
+    """A count and its noun, plural unless one: ``1 row``, ``12,345 rows``, ``2 batches``."""
+    plural = noun + ("es" if noun.endswith(("s", "ch")) else "s")
+    return f"{count(value)} {noun if round(value) == 1 else plural}"
 
 
 def duration(seconds: float) -> str:
@@ -68,6 +74,8 @@ class ImportWatch:
         started: When the watch began.
         first_sent_at: When the server first accepted a batch.
         first_sent_rows: The rows of that batch.
+        last_sent_at: When the server last accepted a batch.
+        outcome: ``"done"`` or ``"stopped"`` once the import is over.
     """
 
     rows_per_minute: float
@@ -78,8 +86,14 @@ class ImportWatch:
     started: float = attrs.field(init=False)
     first_sent_at: float | None = None
     first_sent_rows: int = 0
+    last_sent_at: float | None = None
+    outcome: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        self.started = self.clock()
+
+    def restart(self) -> None:
+        """Start the clock again: the import begins now (after the demo's set-up, say)."""
         self.started = self.clock()
 
     def update(self, progress: ImportProgress) -> None:
@@ -88,9 +102,11 @@ class ImportWatch:
         Args:
             progress: The pipeline's report.
         """
-        if self.first_sent_at is None and progress.rows_sent:
-            self.first_sent_at = self.clock()
-            self.first_sent_rows = progress.rows_sent
+        if progress.rows_sent > self.progress.rows_sent:
+            self.last_sent_at = self.clock()
+            if self.first_sent_at is None:
+                self.first_sent_at = self.last_sent_at
+                self.first_sent_rows = progress.rows_sent
         self.progress = progress
 
     @property
@@ -106,15 +122,16 @@ class ImportWatch:
         return max(self.total - self.progress.rows_rejected - self.progress.rows_skipped, 0)
 
     def rate(self) -> float | None:
-        """Rows a minute sent since the first batch, once a second batch went.
+        """Rows a minute sent, between the first and the last accepted batch.
 
         The first batch goes at once (the rate budget starts full); from then on the governor
-        paces the batches, so the rows sent after it over the time since measure the pace.
+        paces the batches, so the rows sent after the first one, over the time from the first to
+        the last, measure the pace. ``None`` until a second batch went.
         """
-        if self.first_sent_at is None:
+        if self.first_sent_at is None or self.last_sent_at is None:
             return None
         rows = self.progress.rows_sent - self.first_sent_rows
-        seconds = self.clock() - self.first_sent_at
+        seconds = self.last_sent_at - self.first_sent_at
         if rows <= 0 or seconds <= 0:
             return None
         return rows * 60.0 / seconds
@@ -133,6 +150,8 @@ class ImportWatch:
 
     def waiting_text(self) -> str:
         """What the import is doing or waiting for, in words."""
+        if self.outcome is not None:
+            return self.outcome
         waiting = self.progress.waiting_for
         if waiting is None:
             return "reading and sending"
@@ -217,7 +236,8 @@ class ImportDisplay:
             which = f"batch {last}" if first == last else f"batches {first}-{last}"
             rows = progress.rows_sent - self._sent
             self._batches, self._sent, self._noted_at = last, progress.rows_sent, now
-            self.note(f"{which} accepted: {count(rows)} rows ({count(progress.rows_sent)} sent)")
+            sent = count(progress.rows_sent)
+            self.note(f"{which} accepted: {counted(rows, 'row')} ({sent} sent)")
         self.redraw()
 
     def set_total(self, total: int) -> None:
@@ -365,6 +385,7 @@ class RichImportDisplay(ImportDisplay):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.watch.outcome = "done" if exc is None else "stopped"
         self.redraw()
         self.board.refresh()
         self.board.stop()

@@ -141,7 +141,7 @@ def test_import_users_sends_every_record_in_batches_and_exits_0(
     result = run("import", "users", str(source), "--batch-size", "10", *QUICK)
     assert result.exit_code == 0, result.output
     assert "Imported users from" in result.stdout
-    assert "25 rows in 3 batch(es)" in result.stdout
+    assert "25 rows in 3 batches" in result.stdout
     assert "3 completed" in result.stdout
     account = served.account(key)
     assert len(account.users) == 25
@@ -239,7 +239,7 @@ def test_dry_run_validates_and_counts_and_sends_nothing(
     )
     assert result.exit_code == 1, result.output
     assert "nothing was sent" in result.stdout
-    assert "25 rows, 3 batch(es) to send" in result.stdout
+    assert "25 rows, 3 batches to send" in result.stdout
     assert json.loads(rejects.read_text(encoding="utf-8"))["position"] == 25
     assert not served.requests_of(key)
 
@@ -518,7 +518,7 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "Interrupted: import of users" in stdout
-    assert "accepted 100 rows in 1 batch(es)" in stderr
+    assert "accepted 100 rows in 1 batch;" in stderr
     assert f"run the same command again: the journal {journal}" in stderr
     assert key not in stdout + stderr
 
@@ -590,6 +590,7 @@ def test_the_rich_display_draws_the_stages_the_rate_and_what_it_waits_for() -> N
                 batches_sent=3, waiting_for="retry",
             )
         )  # fmt: skip
+        display.board.refresh()
     drawn = out.getvalue()
     assert "batches 1-3 accepted: 300 rows (300 sent)" in drawn
     assert "500 / 1,000   50%" in drawn
@@ -597,6 +598,39 @@ def test_the_rich_display_draws_the_stages_the_rate_and_what_it_waits_for() -> N
     assert "200 / 998" in drawn
     assert "2 rejected" in drawn
     assert "waiting for a retry after an error" in drawn
+
+
+def screen(output: str) -> list[str]:
+    """What a terminal shows after ``output``: text, newlines, cursor up, erase line."""
+    lines = [""]
+    row = 0
+    for match in re.finditer(r"\x1b\[\??([0-9;]*)([A-Za-z])|\r|\n|[^\x1b\r\n]+", output):
+        text = match.group(0)
+        if text == "\n":
+            row += 1
+            lines.extend([""] * (row + 1 - len(lines)))
+        elif match.group(2) == "A":
+            row -= int(match.group(1) or 1)
+        elif match.group(2) == "K":
+            lines[row] = ""
+        elif text not in ("\r",) and not text.startswith("\x1b"):
+            lines[row] += text
+    return [line for line in lines if line]
+
+
+def test_the_rich_board_redraws_in_place() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=140, color_system=None)
+    watch = ImportWatch(rows_per_minute=600, total=1_000)
+    display = RichImportDisplay(watch, console)
+    with display:
+        for rows in range(100, 1_100, 100):
+            display.update(ImportProgress(rows_read=rows))
+            display.board.refresh()
+    shown = screen(out.getvalue())
+    assert [line.split()[0] for line in shown] == ["read", "sent", "completed", "0"]
+    assert "1,000 / 1,000  100%" in shown[0]
+    assert shown[-1].endswith("· done")
 
 
 def test_counting_records_ahead_reads_ndjson_csv_and_gzip(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_the_readme_demo_command_runs_and_prints_the_summary() -> None:
     out = done.stdout
     assert "Imported users from demo-users.ndjson" in out
     assert "read       50,000 rows" in out
-    assert "sent       49,994 rows in 5 batch(es)" in out
+    assert "sent       49,994 rows in 5 batches" in out
     assert "rejected   6 rows" in out
     assert "jobs       5 completed" in out
     assert "Rejected records (6):" in out
@@ -76,7 +76,7 @@ def test_the_readme_demo_command_runs_and_prints_the_summary() -> None:
 def test_a_small_demo_runs_in_process() -> None:
     result = CliRunner().invoke(cli, ["demo", "--users", "2000"])
     assert result.exit_code == 0, result.output
-    assert "sent       1,994 rows in 1 batch(es)" in result.stdout
+    assert "sent       1,994 rows in 1 batch" in result.stdout
     assert "The emulator ended with 1,994 users stored" in result.stdout
 
 
