@@ -210,18 +210,19 @@ class AnalytexCommandLine(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, reporting any error on one line."""
-        settings = ctx.find_object(Settings)
+        # The settings exist once the group's callback has run: look them up when reporting.
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort):
             raise
         except click.ClickException as exc:
-            raise _on_one_line(exc, settings) from None
+            raise _on_one_line(exc, ctx.find_object(Settings)) from None
         except KeyboardInterrupt:
             click.echo(f"\n{PROG}: interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None
         except Exception as exc:
             message = f"unexpected {type(exc).__name__}: {exc}"
+            settings = ctx.find_object(Settings)
             if settings is not None:
                 message = settings.redact(message)
             raise CliError(message) from None

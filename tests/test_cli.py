@@ -405,6 +405,7 @@ def test_the_key_is_never_printed_even_when_the_server_echoes_it(
             ["import", "users", str(source)],
             ["import", "users", str(source), "--json"],
             ["--api-key", key, "jobs"],
+            ["identify", "u1", "--metadata", key],  # a usage error quoting the key
         ):
             result = run(*args)
             assert result.exit_code in (1, 2), (args, result.output)
@@ -413,6 +414,18 @@ def test_the_key_is_never_printed_even_when_the_server_echoes_it(
     finally:
         served.emulator.faults.remove(fault)
     assert fault.hits >= 6
+
+
+def test_an_unexpected_error_quoting_the_key_is_redacted(
+    run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    async def broken(self: AsyncAnalytex) -> list[Any]:
+        raise RuntimeError(f"state dump: {key}")
+
+    monkeypatch.setattr(AsyncAnalytex, "list_jobs", broken)
+    result = run("jobs")
+    assert result.exit_code == 1
+    assert one_error_line(result).endswith("state dump: ***")
 
 
 # -- jobs -----------------------------------------------------------------------------------------
@@ -540,11 +553,11 @@ def test_the_watch_measures_the_pace_after_the_first_batch_and_the_eta() -> None
     assert watch.eta() == pytest.approx(30_000 * 60 / 1_200)  # the configured rate, at first
     watch.update(ImportProgress(rows_read=20_000, rows_sent=10_000, batches_sent=1))
     clock.now += 500
-    watch.update(ImportProgress(rows_read=30_000, rows_sent=20_000, rows_completed=10_000))
-    assert watch.rate() == pytest.approx(1_200)
-    assert watch.eta() == pytest.approx(20_000 * 60 / 1_200)
+    watch.update(ImportProgress(rows_read=30_000, rows_sent=15_000, rows_completed=10_000))
+    assert watch.rate() == pytest.approx(1_200)  # 10,000 rows paced the 500 s before batch 2
+    assert watch.eta() == pytest.approx(20_000 * 60 / 1_200)  # 30,000 less 10,000 completed
     assert watch.waiting_text() == "reading and sending"
-    watch.update(ImportProgress(rows_sent=20_000, rows_rejected=3, waiting_for="rate"))
+    watch.update(ImportProgress(rows_sent=15_000, rows_rejected=3, waiting_for="rate"))
     assert watch.expected_rows == 29_997
     assert watch.waiting_text() == "waiting for the rate budget (1,200 rows/min)"
 
