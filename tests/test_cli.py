@@ -40,6 +40,8 @@ from analytex_async.emulator import Account, Emulator, serve
 
 FAST = 600_000  # rows a minute: jobs of a few rows complete in milliseconds
 QUICK = ("--rows-per-minute", str(FAST))  # and the client keeps to the same pace
+# Variables that make rich draw for a terminal even into a pipe: the tests read plain output.
+TERMINAL_HINTS = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 class Served:
@@ -83,6 +85,7 @@ def run(served: Served, key: str) -> Callable[..., Result]:
             "ANALYTEX_API_KEY": key,
             "ANALYTEX_BASE_URL": served.url,
             "ANALYTEX_REGION": None,
+            **dict.fromkeys(TERMINAL_HINTS),
             **env,
         }
         return CliRunner().invoke(cli, list(args), input=input, env=environment)
@@ -507,7 +510,8 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "from analytex_async.cli import main; main(sys.argv[1:])"
     )
-    env = {**os.environ, "ANALYTEX_API_KEY": key, "ANALYTEX_BASE_URL": served.url}
+    env = {k: v for k, v in os.environ.items() if k not in TERMINAL_HINTS}
+    env.update(ANALYTEX_API_KEY=key, ANALYTEX_BASE_URL=served.url)
     process = subprocess.Popen(
         [sys.executable, "-c", launcher, "import", "users", str(source), "--batch-size", "100",
          "--rows-per-minute", "600", "--journal", str(journal)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -53,9 +54,12 @@ def test_the_readme_demo_command_runs_and_prints_the_summary() -> None:
     # The README installs into .venv; here the package is installed in the running environment.
     script = Path(sys.executable).parent / "analytex-async"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "analytex_async"]
+    # Plain output, whatever the environment says about terminals.
+    hints = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    env = {k: v for k, v in os.environ.items() if k not in hints}
     started = time.monotonic()
     done = subprocess.run(
-        [*command, *arguments], capture_output=True, text=True, timeout=120, check=False
+        [*command, *arguments], capture_output=True, text=True, timeout=120, check=False, env=env
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
@@ -74,7 +78,7 @@ def test_the_readme_demo_command_runs_and_prints_the_summary() -> None:
 
 
 def test_a_small_demo_runs_in_process() -> None:
-    result = CliRunner().invoke(cli, ["demo", "--users", "2000"])
+    result = CliRunner().invoke(cli, ["demo", "--users", "2000"], env={"FORCE_COLOR": None})
     assert result.exit_code == 0, result.output
     assert "sent       1,994 rows in 1 batch" in result.stdout
     assert "The emulator ended with 1,994 users stored" in result.stdout
