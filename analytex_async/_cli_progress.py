@@ -73,8 +73,8 @@ class ImportWatch:
         progress: The last report of the pipeline.
         started: When the watch began.
         first_sent_at: When the server first accepted a batch.
-        first_sent_rows: The rows of that batch.
         last_sent_at: When the server last accepted a batch.
+        sent_before_last: The rows sent before that batch.
         outcome: ``"done"`` or ``"stopped"`` once the import is over.
     """
 
@@ -85,8 +85,8 @@ class ImportWatch:
     progress: ImportProgress = attrs.field(factory=ImportProgress)
     started: float = attrs.field(init=False)
     first_sent_at: float | None = None
-    first_sent_rows: int = 0
     last_sent_at: float | None = None
+    sent_before_last: int = 0
     outcome: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -104,9 +104,9 @@ class ImportWatch:
         """
         if progress.rows_sent > self.progress.rows_sent:
             self.last_sent_at = self.clock()
+            self.sent_before_last = self.progress.rows_sent
             if self.first_sent_at is None:
                 self.first_sent_at = self.last_sent_at
-                self.first_sent_rows = progress.rows_sent
         self.progress = progress
 
     @property
@@ -122,15 +122,15 @@ class ImportWatch:
         return max(self.total - self.progress.rows_rejected - self.progress.rows_skipped, 0)
 
     def rate(self) -> float | None:
-        """Rows a minute sent, between the first and the last accepted batch.
+        """Rows a minute sent, measured between the first and the last accepted batch.
 
-        The first batch goes at once (the rate budget starts full); from then on the governor
-        paces the batches, so the rows sent after the first one, over the time from the first to
-        the last, measure the pace. ``None`` until a second batch went.
+        The governor starts a batch once the rows before it fit the rate, so the rows sent
+        before the last batch, over the time from the first batch to the last, measure the pace
+        (whatever the batches' sizes). ``None`` until a second batch went.
         """
         if self.first_sent_at is None or self.last_sent_at is None:
             return None
-        rows = self.progress.rows_sent - self.first_sent_rows
+        rows = self.sent_before_last
         seconds = self.last_sent_at - self.first_sent_at
         if rows <= 0 or seconds <= 0:
             return None
