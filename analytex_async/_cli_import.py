@@ -27,13 +27,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._batching import MAX_RECORDS, Batcher, encode_record
+from ._batching import MAX_RECORDS, Batcher
 from ._cli_progress import ImportDisplay, count, counted, duration
 from ._client import AsyncAnalytex
-from ._errors import ValidationError
 from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection
-from ._sources import SourceFormat, SourceRecord, read_source
-from ._validation import RecordKind, bulk_record
+from ._pipeline import check_record
+from ._sources import SourceFormat, read_source
+from ._validation import RecordKind
 
 T = TypeVar("T")
 
@@ -375,7 +375,7 @@ async def _check_all(
     async with aclosing(source) as items:
         async for item in items:
             rows_read += 1
-            checked = _check(item, request.kind, batcher)
+            checked = check_record(item, request.kind, batcher)
             if isinstance(checked, str):
                 rejected.append(Rejection(item.position, item.record, checked, item.line))
             elif batcher.add(item.position, checked) is not None:
@@ -397,22 +397,6 @@ async def _check_all(
         elapsed=anyio.current_time() - started,
         dry_run=True,
     )
-
-
-def _check(item: SourceRecord, kind: RecordKind, batcher: Batcher) -> bytes | str:
-    """The record's NDJSON line, or why the pipeline would reject it (the same steps)."""
-    if item.error is not None:
-        return item.error
-    try:
-        line = encode_record(bulk_record(item.record, kind))
-    except ValidationError as exc:
-        return str(exc)
-    if not batcher.fits_alone(line):
-        return (
-            f"the encoded record is {len(line):,} bytes, more than a request may carry "
-            f"({batcher.max_bytes:,} bytes)"
-        )
-    return line
 
 
 # -- reporting ----------------------------------------------------------------------------------

@@ -298,24 +298,13 @@ class ImportRun:
 
     def _take(self, batcher: Batcher, item: SourceRecord) -> Batch | None:
         self.rows_read += 1
-        if item.error is not None:
-            self._reject(item, item.error)
+        checked = check_record(item, self.kind, batcher)
+        if isinstance(checked, str):
+            self._reject(item, checked)
             return None
-        try:
-            line = encode_record(bulk_record(item.record, self.kind))
-        except ValidationError as exc:
-            self._reject(item, str(exc))
-            return None
-        if self.journal is not None and self.journal.covers(item.position, line):
+        if self.journal is not None and self.journal.covers(item.position, checked):
             return None  # an earlier run sent it
-        if not batcher.fits_alone(line):
-            self._reject(
-                item,
-                f"the encoded record is {len(line):,} bytes, more than a request may carry "
-                f"({batcher.max_bytes:,} bytes)",
-            )
-            return None
-        return batcher.add(item.position, line)
+        return batcher.add(item.position, checked)
 
     # -- sender ------------------------------------------------------------------------------
 
@@ -471,6 +460,34 @@ class ImportRun:
         for job in list(self.jobs.values()):
             if not _settled(job):
                 await self._wait_until_terminal(job)
+
+
+def check_record(item: SourceRecord, kind: RecordKind, batcher: Batcher) -> bytes | str:
+    """The pipeline's verdict on one record: its NDJSON line, or why it is rejected.
+
+    The one place the import (and the command line's dry run) decides what is sent: the
+    source's decoding error, the validation rules, the encoding, and the size a batch allows.
+
+    Args:
+        item: The record as the source yielded it.
+        kind: ``"user"`` or ``"company"``.
+        batcher: The batcher whose limits apply.
+
+    Returns:
+        The encoded line to send, or the reason it cannot be sent.
+    """
+    if item.error is not None:
+        return item.error
+    try:
+        line = encode_record(bulk_record(item.record, kind))
+    except ValidationError as exc:
+        return str(exc)
+    if not batcher.fits_alone(line):
+        return (
+            f"the encoded record is {len(line):,} bytes, more than a request may carry "
+            f"({batcher.max_bytes:,} bytes)"
+        )
+    return line
 
 
 def _settled(job: Job) -> bool:

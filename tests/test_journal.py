@@ -11,7 +11,9 @@ import anyio
 import pytest
 
 from analytex_async import ImportProgress, ValidationError
+from analytex_async._governor import RowGovernor
 from analytex_async._journal import Journal, digest
+from analytex_async._pipeline import ImportOptions, ImportRun
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -197,3 +199,21 @@ async def test_journal_api_round_trip(tmp_path: Path) -> None:
     reopened.finish()
     await reopened.aclose()
     assert "entries=1" in repr(reopened)
+
+
+async def test_a_record_too_large_to_send_inside_an_accepted_range_does_not_break_the_resume(
+    tmp_path: Path,
+) -> None:
+    # With a 1,000-byte batch limit the big record is rejected inside the batch's range: the
+    # journal must not count it as sent when the import runs again.
+    path = tmp_path / "import.journal"
+    big = {"user_id": "big", "metadata": {"blob": "x" * 2_000}}
+    source = [*users(3), big, *users(3, start=3)]
+    async with EmulatedAnalytex(Emulator(**FAST), **FAST) as analytex:
+        for expected_skipped in (0, 6):
+            result = await ImportRun(
+                analytex.client._transport, RowGovernor(10**9), "user", rows_per_minute=10**9,
+                options=ImportOptions(max_batch_bytes=1_000, journal=path),
+            ).run(source)  # fmt: skip
+            assert [r.position for r in result.rejected] == [3]
+            assert result.rows_skipped == expected_skipped
