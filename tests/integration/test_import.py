@@ -339,3 +339,16 @@ async def test_a_job_in_an_unknown_state_with_all_rows_done_does_not_hang_the_im
         second = await analytex.client.import_users(users(10, start=10))
     assert second.rows_sent == 10
     assert any(r.method == "GET" and job_id in r.path for r in emulator.requests)
+
+
+async def test_5000_identifies_fired_at_once_draw_no_429_from_the_emulator() -> None:
+    emulator = Emulator()  # enforces 600 identify calls a minute, in a sliding window
+    async with EmulatedAnalytex(emulator, max_retries=0) as analytex:
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(5_000):
+                tg.start_soon(analytex.client.identify, f"u{i}")
+        elapsed = anyio.current_time() - start
+    assert [r.status for r in emulator.requests].count(429) == 0
+    assert len(emulator.users) == 5_000
+    assert 8 * 60 <= elapsed < 9 * 60 + 1
