@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -62,3 +63,23 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site, failing on any warning."""
     session.install("-e", ".[all,docs]")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+BENCHMARKS = ["throughput", "memory", "stall", "governor", "end_to_end", "peers"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (``nox -s bench -- stall peers`` for some); fail if any misses a target.
+
+    Every benchmark runs even after a miss, so one run shows all the figures.
+    """
+    session.install("-e", ".[all]", "trio", "posthog", "segment-analytics-python")
+    missed = []
+    for name in session.posargs or BENCHMARKS:
+        try:
+            session.run("python", f"benchmarks/bench_{name}.py")
+        except CommandFailed:
+            missed.append(name)
+    if missed:
+        session.error(f"target missed: {', '.join(missed)}")

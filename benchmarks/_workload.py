@@ -1,0 +1,148 @@
+"""What the benchmarks share: the generated rows, the heartbeat, peak RSS, child processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from analytex_async import AsyncAnalytex
+
+API_KEY = "bench-key"
+GOVERNOR_OFF = 10**12
+"""A ``rows_per_minute`` so high that the governor never waits."""
+BATCH = 10_000
+_PLANS = ("free", "pro", "enterprise")
+
+
+def user_row(i: int) -> dict[str, Any]:
+    """The ``i``-th generated user: about 190 bytes of NDJSON, six metadata fields."""
+    return {
+        "user_id": f"user-{i:08d}",
+        "company_id": f"company-{i % 997:05d}",
+        "metadata": {
+            "name": f"User {i}",
+            "email": f"user{i}@example.com",
+            "plan": _PLANS[i % 3],
+            "seats": i % 250,
+            "active": i % 7 != 0,
+            "score": i % 1000 / 10,
+        },
+    }
+
+
+def user_rows(count: int) -> Iterator[dict[str, Any]]:
+    """``count`` generated users, lazily."""
+    return map(user_row, range(count))
+
+
+def write_ndjson(path: Path, count: int) -> None:
+    """Write ``count`` generated users to an NDJSON file."""
+    with path.open("w", encoding="utf-8") as file:
+        for row in user_rows(count):
+            file.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+def client(base_url: str, rows_per_minute: float = GOVERNOR_OFF) -> AsyncAnalytex:
+    """A client of the server at ``base_url``; by default with the governor off."""
+    return AsyncAnalytex(API_KEY, base_url=base_url, rows_per_minute=rows_per_minute)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Heartbeat:
+    """Wakes every ``interval`` seconds and records how late each wake-up was (the stall).
+
+    Each beat also records the CPU time the whole process used meanwhile: a late beat during
+    which the process hardly ran was held up by other processes on the machine, not by the
+    event loop (``own_worst``). Every thread of the process counts, so a worker thread holding
+    the GIL still shows.
+
+    Args:
+        interval: The intended period in seconds.
+    """
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.lateness: list[float] = []
+        self.own_lateness: list[float] = []
+
+    @property
+    def beats(self) -> int:
+        """How many beats were recorded."""
+        return len(self.lateness)
+
+    @property
+    def worst(self) -> float:
+        """The longest stall in seconds."""
+        return max(self.lateness, default=0.0)
+
+    @property
+    def own_worst(self) -> float:
+        """The longest stall counting only the time this process was running, in seconds."""
+        return max(self.own_lateness, default=0.0)
+
+    @property
+    def p99(self) -> float:
+        """The 99th percentile of the stalls in seconds."""
+        if not self.lateness:
+            return 0.0
+        ordered = sorted(self.lateness)
+        return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+    async def _run(self, limit: float) -> None:
+        deadline = time.perf_counter() + limit
+        while True:
+            before, cpu_before = time.perf_counter(), time.process_time()
+            if before > deadline:
+                return
+            await anyio.sleep(self.interval)
+            gap = time.perf_counter() - before
+            cpu = time.process_time() - cpu_before
+            self.lateness.append(gap - self.interval)
+            self.own_lateness.append(min(gap, cpu) - self.interval)
+
+
+@asynccontextmanager
+async def heartbeat(interval: float = 0.001, limit: float = 900.0) -> AsyncIterator[Heartbeat]:
+    """Run a ``Heartbeat`` for the duration of the block (``limit`` seconds at most)."""
+    beat = Heartbeat(interval)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(beat._run, limit)
+        try:
+            yield beat
+        finally:
+            tasks.cancel_scope.cancel()
+
+
+def run_child(script: str, args: Sequence[str], timeout: float = 600.0) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a fresh interpreter; return the JSON of its last line."""
+    done = subprocess.run(  # our own script, no shell
+        [sys.executable, script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def describe_machine() -> str:
+    """One line: cores and Python version."""
+    return f"{os.cpu_count()} cores, Python {platform.python_version()} ({sys.platform})"
