@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -60,8 +62,18 @@ def client(base_url: str, rows_per_minute: float = GOVERNOR_OFF) -> AsyncAnalyte
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size so far, in MiB.
+
+    Linux's ``VmHWM`` (the peak of this process's own memory map). Not ``ru_maxrss``: Linux
+    carries that across ``exec``, so a child started by a big parent would report the parent's
+    peak. Elsewhere ``ru_maxrss`` is the best there is.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 class Heartbeat:
@@ -130,16 +142,24 @@ async def heartbeat(interval: float = 0.001, limit: float = 900.0) -> AsyncItera
 
 
 def run_child(script: str, args: Sequence[str], timeout: float = 600.0) -> dict[str, Any]:
-    """Run ``script`` with ``args`` in a fresh interpreter; return the JSON of its last line."""
-    done = subprocess.run(  # our own script, no shell
-        [sys.executable, script, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    """Run ``script`` with ``args`` in a fresh interpreter; return the JSON of its last line.
+
+    The child's stderr goes to a file, not into this process's memory: a peer that logs a
+    warning per dropped record writes megabytes of it.
+    """
+    with tempfile.TemporaryFile() as errors:
+        done = subprocess.run(  # our own script, no shell
+            [sys.executable, script, *args],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            errors.seek(max(0, errors.tell() - 4000))
+            tail = errors.read().decode(errors="replace")
+            raise RuntimeError(f"{script} {' '.join(args)} failed:\n{tail}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
