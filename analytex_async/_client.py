@@ -21,7 +21,7 @@ from ._models import Company, ImportResult, Job, JobStatus, User
 from ._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
 from ._request_window import RequestSlots, RequestWindow
 from ._sources import SourceFormat
-from ._transport import RetryPolicy, Transport, bytes_body, encode_json, json_body
+from ._transport import BodyFactory, RetryPolicy, Transport, bytes_body, encode_json
 from ._validation import RecordKind, bulk_record, check_metadata, company_reference, require_id
 from .governors import api_key_hash
 
@@ -106,6 +106,18 @@ def _check_api_key(api_key: str | None) -> str:
             "api_key holds white space or characters that cannot be sent in an HTTP header"
         )
     return key
+
+
+def _sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
+    """Encode a checked JSON body, refusing one the API would answer with 413."""
+    content = encode_json(body)
+    if len(content) > MAX_REQUEST_BYTES:
+        raise ValidationError(
+            f"the request body is {len(content):,} bytes, over the API's "
+            f"{MAX_REQUEST_BYTES:,}-byte limit{hint}",
+            field=field,
+        )
+    return bytes_body(content, "application/json")
 
 
 def _is_positive(value: object) -> bool:
@@ -206,6 +218,9 @@ class AsyncAnalytex:
             http_client = httpx.AsyncClient(
                 timeout=timeout,
                 follow_redirects=False,
+                # Plain http is only ever to loopback: never hand it (and the key in its
+                # Authorization header) to an HTTP_PROXY from the environment.
+                trust_env=not url.startswith("http://"),
                 limits=httpx.Limits(
                     max_connections=max_concurrency, max_keepalive_connections=max_concurrency
                 ),
@@ -305,7 +320,7 @@ class AsyncAnalytex:
         if company is not None:
             body["company"] = company_reference(company)
         await self._transport.request(
-            "POST", "/v1/identify", body=json_body(body), window=self._identify_window
+            "POST", "/v1/identify", body=_sized_json(body, "metadata"), window=self._identify_window
         )
 
     async def identify_company(
@@ -327,7 +342,10 @@ class AsyncAnalytex:
         if props:
             body["metadata"] = props
         await self._transport.request(
-            "POST", "/v1/companies/identify", body=json_body(body), window=self._identify_window
+            "POST",
+            "/v1/companies/identify",
+            body=_sized_json(body, "metadata"),
+            window=self._identify_window,
         )
 
     async def track(
@@ -353,7 +371,7 @@ class AsyncAnalytex:
         if props:
             body["metadata"] = props
         await self._transport.request(
-            "POST", "/v1/track", body=json_body(body), window=self._track_window
+            "POST", "/v1/track", body=_sized_json(body, "metadata"), window=self._track_window
         )
 
     # -- bulk JSON calls ---------------------------------------------------------------------
@@ -377,18 +395,9 @@ class AsyncAnalytex:
             wire.append(bulk_record(record, kind, position=position))
         if not wire:
             raise ValidationError("at least one record is needed", field=key)
-        content = encode_json({key: wire})
-        size = len(content)
-        if size > MAX_REQUEST_BYTES:
-            raise ValidationError(
-                f"the request body is {size:,} bytes, over the API's "
-                f"{MAX_REQUEST_BYTES:,}-byte limit; use import_{key}() to split it",
-                field=key,
-            )
-        response = await self._transport.request(
-            "POST", path, body=bytes_body(content, "application/json")
-        )
-        return job_of(response, f"POST {path}")
+        body = _sized_json({key: wire}, key, hint=f"; use import_{key}() to split it")
+        response = await self._transport.request("POST", path, body=body)
+        return job_of(response, f"POST {path}", self._transport.redact)
 
     async def bulk_identify(self, users: Iterable[BulkRecord]) -> Job:
         """Submit up to 10,000 user updates as one JSON bulk job.
@@ -619,7 +628,7 @@ class AsyncAnalytex:
         if not checked:
             raise ValidationError("at least one id is needed", field=key)
         await self._transport.request(
-            "DELETE", path, body=json_body({key: checked}), window=self._delete_window
+            "DELETE", path, body=_sized_json({key: checked}, key), window=self._delete_window
         )
 
     async def delete_users(self, user_ids: Iterable[str]) -> None:

@@ -5,7 +5,7 @@ Shared by the client's job calls and the bulk pipeline, so there is one way to p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -29,12 +29,13 @@ def job_path(job_id: str) -> str:
     return f"{JOBS_PATH}/{quote(job_id, safe='')}"
 
 
-def job_of(response: httpx.Response, what: str) -> Job:
+def job_of(response: httpx.Response, what: str, redact: Callable[[str], str]) -> Job:
     """Read a job from a response, liberally (a bare job object or one under ``"job"``).
 
     Args:
         response: A successful response.
         what: The request, for error messages (e.g. ``"POST /v1/users/bulk_identify"``).
+        redact: Removes the API key from text quoted in an error (the body may echo it).
 
     Returns:
         The job.
@@ -47,7 +48,7 @@ def job_of(response: httpx.Response, what: str) -> Job:
     except ValueError:
         raise APIError(
             f"{what} answered {response.status_code} with a body that is not JSON: "
-            f"{response.text[:200]!r}",
+            f"{redact(response.text[:200])!r}",
             request=response.request,
         ) from None
     if not isinstance(data, Mapping):
@@ -61,7 +62,7 @@ def job_of(response: httpx.Response, what: str) -> Job:
     try:
         return Job.from_api(data)
     except ValueError as exc:
-        raise APIError(f"{what}: {exc}", request=response.request) from None
+        raise APIError(f"{what}: {redact(str(exc))}", request=response.request) from None
 
 
 def jobs_of(response: httpx.Response) -> list[Job]:
@@ -112,7 +113,7 @@ async def fetch_job(transport: Transport, job_id: str) -> Job:
         The job.
     """
     path = job_path(job_id)
-    return job_of(await transport.request("GET", path), f"GET {path}")
+    return job_of(await transport.request("GET", path), f"GET {path}", transport.redact)
 
 
 async def fetch_jobs(transport: Transport) -> list[Job]:

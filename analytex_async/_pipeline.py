@@ -363,7 +363,8 @@ class ImportRun:
         await self.report("rate")
         await self.governor.acquire(batch.count)
         unexplained = 0
-        body = MultipartFile(batch.lines, filename=f"{self.kind}s-{batch.label}.ndjson")
+        # The default file name: the batcher's byte budget is sized for exactly its framing.
+        body = MultipartFile(batch.lines)
         while True:
             await self.report()
             try:
@@ -385,7 +386,7 @@ class ImportRun:
                 await self.report("job")
                 await anyio.sleep(self.transport.retry.backoff(unexplained - 1))
                 continue
-            return job_of(response, f"POST {self.path}")
+            return job_of(response, f"POST {self.path}", self.transport.redact)
 
     async def _on_retry(self, error: APIError, delay: float) -> None:
         if isinstance(error, RateLimitError):
@@ -395,7 +396,19 @@ class ImportRun:
     # -- jobs --------------------------------------------------------------------------------
 
     async def _get_job(self, job_id: str) -> Job:
-        job = await fetch_job(self.transport, job_id)
+        attempt = 0
+        while True:
+            try:
+                job = await fetch_job(self.transport, job_id)
+                break
+            except APIError as exc:
+                # A poll answered 2xx with a body that is not a job: polls are safe to repeat,
+                # so give the server a few more chances (status and connection errors were
+                # already retried by the transport).
+                if type(exc) is not APIError or attempt >= self.transport.retry.max_retries:
+                    raise
+                await anyio.sleep(self.transport.retry.backoff(attempt))
+                attempt += 1
         if job.job_id in self.jobs:
             self.jobs[job.job_id] = job
         return job

@@ -578,13 +578,33 @@ async def test_odd_job_answers_are_polled_again(rig: Rig, body: dict[str, Any], 
         (["job-2"], "a JSON list"),
     ],
 )
-async def test_a_malformed_job_poll_answer_aborts_cleanly(rig: Rig, body: Any, what: str) -> None:
+async def test_a_malformed_job_poll_answer_is_polled_again(rig: Rig, body: Any, what: str) -> None:
+    fault = rig.emulator.faults.add(ANY_JOB, method="GET", status=200, body=body, times=1)
+    result = await rig.run()
+    t = await rig.tally(result)
+    clean(t)
+    assert result.ok
+    assert fault.hits == 1
+    record(f"a job poll answers 200 with {what}, x1", "polled again; completed", t)
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ("<html>502 Bad Gateway</html>", "a non-JSON body"),
+        ({"status": "completed"}, "a job without a job id"),
+        (["job-2"], "a JSON list"),
+    ],
+)
+async def test_malformed_job_poll_answers_every_time_abort_cleanly(
+    rig: Rig, body: Any, what: str
+) -> None:
     error, at_abort, final = await rig.abort_then_resume(
-        lambda: rig.emulator.faults.add(ANY_JOB, method="GET", status=200, body=body, times=1),
+        lambda: rig.emulator.faults.add(ANY_JOB, method="GET", status=200, body=body, times=None),
         cause=APIError,
     )
     clean(final)
-    record(f"a job poll answers 200 with {what}, x1", abort_summary(error, at_abort), final)
+    record(f"every job poll answers 200 with {what}", abort_summary(error, at_abort), final)
 
 
 @pytest.mark.parametrize(

@@ -194,15 +194,27 @@ ECHOES: list[Any] = [
         id="submit-202-job-without-id",
     ),
     pytest.param(
-        {"path": ANY_JOB, "method": "GET", "status": 200, "body": f"<html>{KEY}</html>"},
+        {
+            "path": ANY_JOB,
+            "method": "GET",
+            "status": 200,
+            "body": f"<html>{KEY}</html>",
+            "times": None,
+        },
         id="job-poll-non-json-body",
     ),
     pytest.param(
-        {"path": ANY_JOB, "method": "GET", "status": 200, "body": {"status": "done", "x": KEY}},
+        {
+            "path": ANY_JOB,
+            "method": "GET",
+            "status": 200,
+            "body": {"status": "done", "x": KEY},
+            "times": None,
+        },
         id="job-poll-job-without-id",
     ),
     pytest.param(
-        {"path": ANY_JOB, "method": "GET", "status": 200, "body": [KEY]},
+        {"path": ANY_JOB, "method": "GET", "status": 200, "body": [KEY], "times": None},
         id="job-poll-json-list",
     ),
 ]
