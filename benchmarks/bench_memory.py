@@ -27,7 +27,7 @@ TARGET_RATIO = 1.1
 
 async def child(url: str, rows: int) -> dict[str, float]:
     """Import ``rows`` generated users; return the peaks, the time and the rows sent."""
-    before = peak_rss_mib()
+    before = peak_rss_mib()  # the interpreter and the imports
     started = time.perf_counter()
     async with client(url) as analytex:
         result = await analytex.import_users(user_rows(rows))
@@ -63,7 +63,7 @@ def main() -> int:
 
     small, large = runs[args.small], runs[args.large]
     ratio = large["peak_mib"] / small["peak_mib"]
-    table = Table(["import", "RSS before MiB", "peak MiB", "seconds", "received", "target"])
+    table = Table(["import", "RSS at start MiB", "peak MiB", "seconds", "received", "target"])
     for rows, run in runs.items():
         is_large = rows == args.large
         table.add(
