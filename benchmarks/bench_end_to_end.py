@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import statistics
@@ -35,6 +36,8 @@ from _workload import API_KEY, BATCH, describe_machine, user_rows
 from analytex_async import AsyncAnalytex, Job, JobStatus
 
 TARGET_SHARE = 0.95
+MAX_SERVE_SECONDS = 1800.0
+"""The emulator process stops by itself after this long, whatever happens to its parent."""
 
 
 async def serve_emulator(rate: float) -> None:
@@ -44,7 +47,8 @@ async def serve_emulator(rate: float) -> None:
     emulator = Emulator(rows_per_minute=rate, realtime_requests_per_minute=None)
     async with serve(emulator) as url:
         print(url, flush=True)
-        await stdin_closed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stdin_closed(), MAX_SERVE_SECONDS)
 
 
 def _moment(job: Job, field: str) -> dt.datetime:
