@@ -375,7 +375,7 @@ async def _check_all(
     async with aclosing(source) as items:
         async for item in items:
             rows_read += 1
-            checked = check_record(item, request.kind, batcher)
+            checked = check_record(item.record, request.kind, batcher, item.error)
             if isinstance(checked, str):
                 rejected.append(Rejection(item.position, item.record, checked, item.line))
             elif batcher.add(item.position, checked) is not None:

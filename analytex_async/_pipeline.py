@@ -21,9 +21,9 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import anyio
 import anyio.lowlevel
@@ -43,7 +43,16 @@ from ._errors import (
 from ._governor import Governor, JobSlot
 from ._jobs import fetch_job, fetch_jobs, job_of
 from ._journal import Journal
-from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection, WaitingFor
+from ._models import (
+    Company,
+    ImportProgress,
+    ImportResult,
+    Job,
+    JobStatus,
+    Rejection,
+    User,
+    WaitingFor,
+)
 from ._multipart import MultipartFile
 from ._sources import SourceFormat, SourceRecord, read_source
 from ._transport import Transport
@@ -58,9 +67,19 @@ PATHS: dict[RecordKind, str] = {
     "user": "/v1/users/bulk_identify",
     "company": "/v1/companies/bulk_identify",
 }
-STALL_BUDGET = 0.002
+STALL_BUDGET = 0.001
 """Seconds of CPU work the producer does before it lets other tasks run."""
 MAX_POLL_INTERVAL = 30.0
+
+
+def _plain_iterable(source: object) -> TypeGuard[Iterable[object]]:
+    """Whether ``source`` is a caller's sync iterable of records (not a file, path or record)."""
+    return (
+        isinstance(source, Iterable)
+        and not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, Mapping))
+        and not isinstance(source, (User, Company, AsyncIterable))
+        and not callable(getattr(source, "read", None))
+    )
 
 
 @attrs.frozen
@@ -258,10 +277,10 @@ class ImportRun:
 
     # -- producer ----------------------------------------------------------------------------
 
-    def _reject(self, item: SourceRecord, reason: str) -> None:
+    def _reject(self, position: int, record: object, reason: str, line: int | None) -> None:
         if self.options.on_invalid == "raise":
-            raise ValidationError(reason, position=item.position, line=item.line)
-        self.rejected.append(Rejection(item.position, item.record, reason, item.line))
+            raise ValidationError(reason, position=position, line=line)
+        self.rejected.append(Rejection(position, record, reason, line))
 
     async def _produce(
         self, source: object, send: ObjectSendStream[Batch], errors: list[BaseException]
@@ -271,11 +290,16 @@ class ImportRun:
         )
         async with send:
             try:
-                async with aclosing(self._records(source)) as records:
-                    async for item in records:
-                        batch = self._take(batcher, item)
-                        if batch is not None:
-                            await send.send(batch)
+                if _plain_iterable(source):
+                    await self._produce_from_iterable(source, batcher, send)
+                else:
+                    async with aclosing(self._records(source)) as records:
+                        async for item in records:
+                            batch = self._take(
+                                batcher, item.position, item.record, item.error, item.line
+                            )
+                            if batch is not None:
+                                await send.send(batch)
                 if self.journal is not None:
                     self.journal.finish()
                 last = batcher.flush()
@@ -285,6 +309,21 @@ class ImportRun:
                 pass  # the sender stopped; its own error says why
             except Exception as exc:  # re-raised by run(), outside the task group
                 errors.append(exc)
+
+    async def _produce_from_iterable(
+        self, source: Iterable[object], batcher: Batcher, send: ObjectSendStream[Batch]
+    ) -> None:
+        # The caller's own sync iterable, read here directly: no SourceRecord and no async
+        # generator hop per record (they cost more than checking a small record does).
+        budget_end = time.perf_counter() + STALL_BUDGET
+        for position, record in enumerate(source):
+            batch = self._take(batcher, position, record)
+            if batch is not None:
+                await send.send(batch)
+                budget_end = time.perf_counter() + STALL_BUDGET
+            elif time.perf_counter() > budget_end:
+                await anyio.lowlevel.checkpoint()
+                budget_end = time.perf_counter() + STALL_BUDGET
 
     async def _records(self, source: object) -> AsyncGenerator[SourceRecord, None]:
         """The source's records, with the producer's CPU time sliced for the event loop."""
@@ -296,15 +335,22 @@ class ImportRun:
                     await anyio.lowlevel.checkpoint()
                     budget_end = time.perf_counter() + STALL_BUDGET
 
-    def _take(self, batcher: Batcher, item: SourceRecord) -> Batch | None:
+    def _take(
+        self,
+        batcher: Batcher,
+        position: int,
+        record: object,
+        error: str | None = None,
+        line: int | None = None,
+    ) -> Batch | None:
         self.rows_read += 1
-        checked = check_record(item, self.kind, batcher)
+        checked = check_record(record, self.kind, batcher, error)
         if isinstance(checked, str):
-            self._reject(item, checked)
+            self._reject(position, record, checked, line)
             return None
-        if self.journal is not None and self.journal.covers(item.position, checked):
+        if self.journal is not None and self.journal.covers(position, checked):
             return None  # an earlier run sent it
-        return batcher.add(item.position, checked)
+        return batcher.add(position, checked)
 
     # -- sender ------------------------------------------------------------------------------
 
@@ -338,15 +384,9 @@ class ImportRun:
                     await self.report()
 
     def _reject_too_large(self, batch: Batch) -> None:
-        item = SourceRecord(
-            position=batch.positions[0],
-            line=None,
-            record=batch.lines[0].decode(errors="replace").rstrip("\n"),
-        )
+        record = batch.lines[0].decode(errors="replace").rstrip("\n")
         reason = "the server refused the record as too large (413)"
-        if self.options.on_invalid == "raise":
-            raise ValidationError(reason, position=item.position)
-        self.rejected.append(Rejection(item.position, item.record, reason))
+        self._reject(batch.positions[0], record, reason, None)
 
     def _accepted(self, batch: Batch, job: Job) -> None:
         self.rows_sent += batch.count
@@ -364,7 +404,8 @@ class ImportRun:
         await self.governor.acquire(batch.count)
         unexplained = 0
         # The default file name: the batcher's byte budget is sized for exactly its framing.
-        body = MultipartFile(batch.lines)
+        # The batcher already checked the lines: no second pass over them on the event loop.
+        body = MultipartFile(batch.lines, checked_size=batch.size)
         while True:
             await self.report()
             try:
@@ -475,24 +516,27 @@ class ImportRun:
                 await self._wait_until_terminal(job)
 
 
-def check_record(item: SourceRecord, kind: RecordKind, batcher: Batcher) -> bytes | str:
+def check_record(
+    record: object, kind: RecordKind, batcher: Batcher, error: str | None = None
+) -> bytes | str:
     """The pipeline's verdict on one record: its NDJSON line, or why it is rejected.
 
     The one place the import (and the command line's dry run) decides what is sent: the
     source's decoding error, the validation rules, the encoding, and the size a batch allows.
 
     Args:
-        item: The record as the source yielded it.
+        record: The record as the source yielded it.
         kind: ``"user"`` or ``"company"``.
         batcher: The batcher whose limits apply.
+        error: Why the source could not decode it, if it could not.
 
     Returns:
         The encoded line to send, or the reason it cannot be sent.
     """
-    if item.error is not None:
-        return item.error
+    if error is not None:
+        return error
     try:
-        line = encode_record(bulk_record(item.record, kind))
+        line = encode_record(bulk_record(record, kind))
     except ValidationError as exc:
         return str(exc)
     if not batcher.fits_alone(line):

@@ -51,7 +51,7 @@ _BOM = b"\xef\xbb\xbf"
 # promoted, and enough promotions trigger full collections, which pause the event loop too
 # (measured: 2,000-line blocks caused 100+ ms pauses in a large test process, 500 did not).
 _CHUNK_BYTES = 1 << 20
-_BLOCK_LINES = 500
+_BLOCK_LINES = 100
 # A line this long cannot be a record (a batch holds at most 50 MB): it is almost certainly not
 # NDJSON at all (a JSON array on one line, a binary file). Refusing it bounds memory.
 _MAX_LINE_BYTES = 64 << 20

@@ -167,8 +167,33 @@ def check_metadata(
         raise ValidationError(
             f"must be a mapping, got {type(value).__name__}", field=field, position=position
         )
-    _check_entries(value, field, position, primitives_only=primitives_only, depth=1)
+    if not (primitives_only and _plain_primitives(value)):
+        _check_entries(value, field, position, primitives_only=primitives_only, depth=1)
     return dict(value)
+
+
+def _plain_primitives(value: Mapping[Any, Any]) -> bool:
+    """The bulk fast path: ASCII string keys and exact primitive values, nothing to report.
+
+    ``False`` means "look closer": the full check then names the problem, or accepts what this
+    quick test leaves to it (non-ASCII text, subclasses of str or int).
+    """
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                return False
+        elif kind is int:
+            if not INT64_MIN <= item <= INT64_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
 
 
 def _fields_of(record: object, kind: RecordKind, position: int | None) -> Mapping[str, Any]:
@@ -182,6 +207,8 @@ def _fields_of(record: object, kind: RecordKind, position: int | None) -> Mappin
         return {"company_id": record.company_id, "metadata": record.metadata}
     if isinstance(record, Mapping):
         allowed = _USER_FIELDS if kind == "user" else _COMPANY_FIELDS
+        if allowed.issuperset(record):
+            return record
         unknown = sorted(str(key) for key in record if key not in allowed)
         if unknown:
             raise ValidationError(
@@ -213,6 +240,10 @@ def bulk_record(record: object, kind: RecordKind, *, position: int | None = None
     Raises:
         ValidationError: The record breaks a rule; the message names the field.
     """
+    if type(record) is dict:
+        plain = _plain_wire(record, kind)
+        if plain is not None:
+            return plain
     fields = _fields_of(record, kind, position)
     wire: dict[str, Any] = {}
     if kind == "user":
@@ -257,3 +288,31 @@ def company_reference(value: object) -> dict[str, Any]:
         f"must be a company id, a Company or a mapping with an 'id', got {type(value).__name__}",
         field="company",
     )
+
+
+def _plain_id(value: object) -> bool:
+    return type(value) is str and value.isascii() and not value.isspace() and value != ""
+
+
+def _plain_wire(record: dict[str, Any], kind: RecordKind) -> dict[str, Any] | None:
+    """The fast path of ``bulk_record`` for a plain dict; ``None`` means "check it fully"."""
+    if not (_USER_FIELDS if kind == "user" else _COMPANY_FIELDS).issuperset(record):
+        return None
+    wire: dict[str, Any] = {}
+    if kind == "user":
+        user_id = record.get("user_id")
+        if not _plain_id(user_id):
+            return None
+        wire["user_id"] = user_id
+    company_id = record.get("company_id")
+    if company_id is not None or kind == "company":
+        if not _plain_id(company_id):
+            return None
+        wire["company_id"] = company_id
+    metadata = record.get("metadata")
+    if metadata is not None:
+        if type(metadata) is not dict or not _plain_primitives(metadata):
+            return None
+        if metadata:
+            wire["metadata"] = dict(metadata)
+    return wire
