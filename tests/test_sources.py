@@ -151,9 +151,10 @@ async def test_a_long_iterable_lets_other_tasks_run_at_least_every_thousand_item
             seen += 1
         tg.cancel_scope.cancel()
     # The other task ran at least once per 1,000 items. (Trio orders the tasks of a batch at
-    # random, so it may see two steps' worth of progress at once.)
+    # random, so it may see two steps' worth of progress at once: the gap it can observe is up
+    # to 2,000, and how many distinct steps it sees varies from run to run.)
     during = [seen_then for seen_then in ticks if 0 < seen_then < 10_000]
-    assert len(during) >= 9
+    assert during
     assert max(b - a for a, b in itertools.pairwise([0, *during, 10_000])) <= 2_000
 
 
