@@ -7,6 +7,7 @@ failed; 2 usage or configuration error (bad option, missing file, no or wrong AP
 
 from __future__ import annotations
 
+import asyncio  # the command line runs on asyncio: only its CancelledError is named
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -162,6 +163,19 @@ def exit_status(error: BaseException) -> int:
     return USAGE_ERROR if isinstance(error, usage) else FAILURE
 
 
+def _run_interruptibly(work: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run`` on asyncio, where Ctrl-C is always a ``KeyboardInterrupt``.
+
+    On Python 3.10, a Ctrl-C during ``anyio.run`` can surface as the root task's
+    ``CancelledError`` instead (3.11's runner turns it back into ``KeyboardInterrupt``); nothing
+    else cancels the root task, so that is what it means.
+    """
+    try:
+        return anyio.run(work)
+    except asyncio.CancelledError as exc:
+        raise KeyboardInterrupt from exc
+
+
 def run_async(settings: Settings | None, work: Callable[[], Awaitable[T]]) -> T:
     """Run async work on asyncio, turning the library's errors into one-line ``CliError``s.
 
@@ -176,7 +190,7 @@ def run_async(settings: Settings | None, work: Callable[[], Awaitable[T]]) -> T:
         CliError: The library raised one of its errors.
     """
     try:
-        return anyio.run(work)
+        return _run_interruptibly(work)
     except (AnalytexError, TimeoutError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
