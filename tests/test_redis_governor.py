@@ -344,10 +344,10 @@ async def test_workers_with_their_own_connections_share_one_budget(
         for gov in governors:
             await gov.aclose()
     times = sorted(t for _, t in starts)
-    # Never ahead of the schedule (5 ms for wake-up noise: these are the workers' clocks, not
-    # the server's), and not behind it: 9 batches, 8 gaps of 100 ms.
-    assert all(t - times[0] >= 0.1 * k - 0.005 for k, t in enumerate(times))
-    assert times[-1] == pytest.approx(0.8, abs=0.1)
+    # Never ahead of the schedule (20 ms for wake-up noise on a busy machine: these are the
+    # workers' clocks, not the server's), and not far behind it: 9 batches, 8 gaps of 100 ms.
+    assert all(t - times[0] >= 0.1 * k - 0.02 for k, t in enumerate(times))
+    assert times[-1] == pytest.approx(0.8, abs=0.25)
     assert {n for n, _ in starts[:3]} == {0, 1, 2}  # every worker got an early turn
 
 
