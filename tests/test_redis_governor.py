@@ -350,7 +350,9 @@ async def test_workers_with_their_own_connections_share_one_budget(
     # workers' clocks, not the server's), and not far behind it: 9 batches, 8 gaps of 100 ms.
     assert all(t - times[0] >= 0.1 * k - 0.02 for k, t in enumerate(times))
     assert times[-1] == pytest.approx(0.8, abs=0.25)
-    assert {n for n, _ in starts[:4]} == {0, 1, 2}  # every worker got an early turn
+    # Nobody starves: every worker starts within the first two rounds. (Exact order depends on
+    # when each worker's first request reaches Redis, e.g. after loading the script.)
+    assert {n for n, _ in starts[:6]} == {0, 1, 2}
 
 
 async def test_acquire_returns_the_seconds_waited(redis_server: RedisServer, name: str) -> None:
