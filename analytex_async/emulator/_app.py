@@ -12,7 +12,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Collection
 from contextlib import aclosing
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote, unquote
 
 import anyio
@@ -591,21 +591,19 @@ class Emulator:
     # ----------------------------------------------------------------- deletion
 
     async def _delete_users(self, request: Request) -> Response:
-        account, note = self._begin(request, "delete")
-        ids = read_delete_ids("users", await self._json_body(request, note))
-        note.records = len(ids)
-        for user_id in ids:
-            account.users.pop(user_id, None)
-        account.deleted_users.extend(ids)
-        return Response(status_code=202)
+        return await self._delete(request, "users")
 
     async def _delete_companies(self, request: Request) -> Response:
+        return await self._delete(request, "companies")
+
+    async def _delete(self, request: Request, key: Literal["users", "companies"]) -> Response:
         account, note = self._begin(request, "delete")
-        ids = read_delete_ids("companies", await self._json_body(request, note))
+        ids = read_delete_ids(key, await self._json_body(request, note))
         note.records = len(ids)
-        for company_id in ids:
-            account.companies.pop(company_id, None)
-        account.deleted_companies.extend(ids)
+        store: dict[str, Any] = account.users if key == "users" else account.companies
+        for record_id in ids:
+            store.pop(record_id, None)
+        (account.deleted_users if key == "users" else account.deleted_companies).extend(ids)
         return Response(status_code=202)
 
     # ----------------------------------------------------------------- request log
