@@ -14,6 +14,7 @@ from ._errors import (
     AnalytexError,
     APIConnectionError,
     APIError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -21,6 +22,7 @@ from ._errors import (
     ConfigurationError,
     ConflictError,
     ErrorDetail,
+    GovernorUnavailableError,
     ImportAbortedError,
     InternalServerError,
     JobFailedError,
@@ -30,7 +32,6 @@ from ._errors import (
     RateLimitError,
     ValidationError,
 )
-from ._governor import Governor, JobSlot, RowGovernor
 from ._models import (
     Company,
     ImportProgress,
@@ -42,10 +43,12 @@ from ._models import (
 )
 from ._transport import RetryPolicy
 from ._version import __version__
+from .governors._local import Governor, JobSlot, RowGovernor
 
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AnalytexError",
@@ -57,6 +60,7 @@ __all__ = [
     "ConflictError",
     "ErrorDetail",
     "Governor",
+    "GovernorUnavailableError",
     "ImportAbortedError",
     "ImportProgress",
     "ImportResult",

@@ -2,110 +2,28 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
-from ._batching import MAX_RECORDS as MAX_BULK_RECORDS
-from ._batching import MAX_REQUEST_BYTES
+from ._bulk._jobs import fetch_job, fetch_jobs, job_of
+from ._bulk._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
+from ._config import api_key_hash, check_api_key, check_positive, is_positive, resolve_base_url
+from ._constants import DELETE_INTERVAL, MAX_RECORDS, MAX_REQUEST_BYTES
 from ._errors import ConfigurationError, JobFailedError, ValidationError
-from ._governor import Governor, KeyScoped, RowGovernor, SharedRequestWindows
-from ._jobs import fetch_job, fetch_jobs, job_of
 from ._models import Company, ImportResult, Job, JobStatus, User
-from ._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
-from ._request_window import RequestSlots, RequestWindow
-from ._sources import SourceFormat
-from ._transport import BodyFactory, RetryPolicy, Transport, bytes_body, encode_json
-from ._validation import RecordKind, bulk_record, check_metadata, company_reference, require_id
-from .governors import api_key_hash
-
-REGIONS: Mapping[str, str] = {
-    "us": "https://analytex.userpilot.io",
-    "eu": "https://analytex-eu.userpilot.io",
-}
-DELETE_INTERVAL = 2.0
-"""The API takes one delete request every 2 seconds."""
+from ._transport import RetryPolicy, Transport, bytes_body, encode_json
+from ._types import BodyFactory, RecordKind, RequestSlots, SourceFormat
+from ._validation import bulk_record, check_metadata, company_reference, require_id
+from .governors._local import Governor, KeyScoped, RowGovernor, SharedRequestWindows
+from .governors._windows import RequestWindow
 
 BulkRecord = User | Company | Mapping[str, Any]
 """A record for the bulk calls: a model object or a mapping with the API's field names."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``).
-
-    Args:
-        host: A host name or IP address (IPv6 may be in brackets).
-
-    Returns:
-        True for loopback hosts.
-    """
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_base_url(region: str, base_url: str | None) -> str:
-    """Choose and check the API's base URL.
-
-    Args:
-        region: ``"us"`` or ``"eu"``, used when no base URL is given.
-        base_url: An explicit base URL, or ``None`` to use ``ANALYTEX_BASE_URL`` or the region.
-
-    Returns:
-        The base URL without a trailing slash.
-
-    Raises:
-        ConfigurationError: The region is unknown, the URL is malformed, or it is plain
-            ``http://`` to a host that is not loopback.
-    """
-    url = base_url if base_url is not None else os.environ.get("ANALYTEX_BASE_URL") or None
-    if url is None:
-        try:
-            return REGIONS[region.lower()]
-        except (KeyError, AttributeError):
-            known = ", ".join(repr(r) for r in REGIONS)
-            raise ConfigurationError(
-                f"unknown region {region!r}; use one of {known} or pass base_url"
-            ) from None
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {url!r:.200}")
-    if parts.username or parts.password:
-        raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"base_url must not have a query or fragment: {url!r:.200}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain http:// to {parts.hostname!r}: the API key would travel in clear "
-            "text; use https:// (plain http is allowed only to loopback hosts)"
-        )
-    return url.rstrip("/")
-
-
-def _check_api_key(api_key: str | None) -> str:
-    key = api_key if api_key is not None else os.environ.get("ANALYTEX_API_KEY")
-    if key is None or key == "":
-        raise ConfigurationError(
-            "no API key: pass api_key=... or set the ANALYTEX_API_KEY environment variable"
-        )
-    if not isinstance(key, str):
-        raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
-    # Refuse what cannot go in a header, without echoing the key in the message.
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-        raise ConfigurationError(
-            "api_key holds white space or characters that cannot be sent in an HTTP header"
-        )
-    return key
 
 
 def _sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
@@ -118,17 +36,6 @@ def _sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
             field=field,
         )
     return bytes_body(content, "application/json")
-
-
-def _is_positive(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
-def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not _is_positive(value):
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
 
 
 class AsyncAnalytex:
@@ -180,11 +87,11 @@ class AsyncAnalytex:
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 16,
     ) -> None:
-        key = _check_api_key(api_key)
+        key = check_api_key(api_key)
         url = resolve_base_url(region, base_url)
-        _positive("timeout", timeout, allow_none=True)
-        _positive("rows_per_minute", rows_per_minute)
-        _positive("requests_per_minute", requests_per_minute, allow_none=True)
+        check_positive("timeout", timeout, allow_none=True)
+        check_positive("rows_per_minute", rows_per_minute)
+        check_positive("requests_per_minute", requests_per_minute, allow_none=True)
         if (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -385,9 +292,9 @@ class AsyncAnalytex:
         kind: RecordKind = "user" if key == "users" else "company"
         wire = []
         for position, record in enumerate(records):
-            if position >= MAX_BULK_RECORDS:
+            if position >= MAX_RECORDS:
                 raise ValidationError(
-                    f"more than {MAX_BULK_RECORDS:,} records in one bulk call; use "
+                    f"more than {MAX_RECORDS:,} records in one bulk call; use "
                     f"import_{key}() to send any number in governed batches",
                     field=key,
                     position=position,
@@ -454,7 +361,7 @@ class AsyncAnalytex:
         self,
         source: object,
         *,
-        batch_size: int = MAX_BULK_RECORDS,
+        batch_size: int = MAX_RECORDS,
         wait: bool = True,
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
@@ -505,7 +412,7 @@ class AsyncAnalytex:
         self,
         source: object,
         *,
-        batch_size: int = MAX_BULK_RECORDS,
+        batch_size: int = MAX_RECORDS,
         wait: bool = True,
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
@@ -602,7 +509,7 @@ class AsyncAnalytex:
             APIError: Polling failed (after retries).
         """
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
-            if value is not None and not _is_positive(value):
+            if value is not None and not is_positive(value):
                 raise ValidationError(f"must be a positive number, got {value!r}", field=name)
         job: Job | None = None
         interval = 0.5

@@ -95,6 +95,16 @@ class JobFailedError(AnalytexError):
         super().__init__(f"job {job.job_id} failed{rows}")
 
 
+class GovernorUnavailableError(AnalytexError):
+    """A shared governor's store (Redis) cannot be used: unreachable, refused, or misbehaving.
+
+    Raised by ``RedisGovernor`` and ``RedisRequestWindow`` with ``fallback="error"`` (the
+    default). It is an outage, not a usage error: the command line exits 1 on it, not 2. An
+    import that meets it stops with ``ImportAbortedError``, whose ``__cause__`` is this error and
+    whose ``result`` lists what was accepted.
+    """
+
+
 class APIError(AnalytexError):
     """A request to the API did not succeed.
 
@@ -130,6 +140,21 @@ class ImportAbortedError(APIError):
     def __init__(self, message: str, *, result: ImportResult) -> None:
         self.result = result
         super().__init__(message)
+
+
+class APIResponseValidationError(APIError):
+    """The server answered 2xx with a body that is not what the API documents.
+
+    For example a job object without a ``job_id``. Reads that are safe to repeat (job polls)
+    are asked again first, up to the client's ``max_retries``; this is raised after that.
+
+    Attributes:
+        response: The response whose body did not fit.
+    """
+
+    def __init__(self, message: str, *, response: httpx.Response, attempts: int = 1) -> None:
+        self.response = response
+        super().__init__(message, request=response.request, attempts=attempts)
 
 
 class APIConnectionError(APIError):

@@ -14,7 +14,7 @@ import logging
 import platform
 import random
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -22,6 +22,7 @@ import anyio
 import attrs
 import httpx
 
+from ._constants import API_VERSION
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -32,12 +33,11 @@ from ._errors import (
     ValidationError,
     error_class_for,
 )
-from ._request_window import RequestSlots
+from ._types import BodyFactory, Content, RequestSlots
 from ._version import __version__
 
 logger = logging.getLogger("analytex_async")
 
-API_VERSION = "2020-09-22"
 ACCEPT = "application/json, text/plain, */*"
 USER_AGENT = (
     f"analytex-async/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -45,9 +45,6 @@ USER_AGENT = (
 RETRYABLE_STATUSES = frozenset({408, 429})
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid")
 
-Content = bytes | AsyncIterable[bytes]
-BodyFactory = Callable[[], tuple[Mapping[str, str], Content]]
-"""Returns fresh headers and content for one attempt (called once per attempt)."""
 RetryHook = Callable[[APIError, float], Awaitable[None] | None]
 """Called with the failure and the delay before each retry."""
 
@@ -179,18 +176,6 @@ def bytes_body(content: bytes, content_type: str) -> BodyFactory:
     """
     headers = {"Content-Type": content_type}
     return lambda: (headers, content)
-
-
-def json_body(body: object) -> BodyFactory:
-    """A body factory for a JSON body, encoded once and replayed on every attempt.
-
-    Args:
-        body: A JSON-compatible value (already validated).
-
-    Returns:
-        The factory.
-    """
-    return bytes_body(encode_json(body), "application/json")
 
 
 def parse_errors(response: httpx.Response) -> list[ErrorDetail]:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from ._errors import ValidationError
 from ._models import Company, User
+from ._types import RecordKind
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_DEPTH = 32
 """How deeply real-time metadata may nest; deeper is almost certainly a reference cycle."""
 
-RecordKind = Literal["user", "company"]
 
 _USER_FIELDS = frozenset({"user_id", "company_id", "metadata"})
 _COMPANY_FIELDS = frozenset({"company_id", "metadata"})

@@ -27,7 +27,7 @@ from fractions import Fraction
 import trio
 from trio.testing import MockClock
 
-from analytex_async._governor import RowGovernor
+from analytex_async.governors._local import RowGovernor
 
 DAY = 24 * 60 * 60.0
 RATE = 1200.0

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytex_async import ValidationError
-from analytex_async._batching import (
+from analytex_async._bulk._batching import (
     MAX_BATCH_BYTES,
     MAX_RECORDS,
     MAX_REQUEST_BYTES,
@@ -18,7 +18,7 @@ from analytex_async._batching import (
     Batcher,
     encode_record,
 )
-from analytex_async._multipart import multipart_overhead
+from analytex_async._bulk._multipart import multipart_overhead
 
 
 def line_of(size: int, fill: bytes = b"x") -> bytes:

@@ -29,9 +29,9 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from analytex_async import AsyncAnalytex, ImportProgress
-from analytex_async._cli_commands import cli
-from analytex_async._cli_import import count_records
-from analytex_async._cli_progress import (
+from analytex_async.cli._commands import cli
+from analytex_async.cli._import import count_records
+from analytex_async.cli._progress import (
     ImportWatch,
     PlainImportDisplay,
     RichImportDisplay,
@@ -310,7 +310,7 @@ def test_the_journal_makes_a_second_run_skip_what_was_accepted(
 def test_journal_is_refused_when_the_library_has_none(
     run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("analytex_async._cli_commands.journal_supported", lambda: False)
+    monkeypatch.setattr("analytex_async.cli._commands.journal_supported", lambda: False)
     source = write_ndjson(tmp_path / "users.ndjson", users(1))
     result = run("import", "users", str(source), "--journal", str(tmp_path / "j"))
     assert result.exit_code == 2

@@ -15,10 +15,10 @@ import anyio
 from click.testing import CliRunner
 from rich.console import Console
 
-from analytex_async._cli_commands import cli
-from analytex_async._cli_demo import planted_positions, write_sample
-from analytex_async._cli_import import ImportRequest, validate_only
-from analytex_async._cli_progress import ImportWatch, PlainImportDisplay
+from analytex_async.cli._commands import cli
+from analytex_async.cli._demo import planted_positions, write_sample
+from analytex_async.cli._import import ImportRequest, validate_only
+from analytex_async.cli._progress import ImportWatch, PlainImportDisplay
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

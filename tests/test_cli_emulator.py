@@ -68,7 +68,7 @@ def test_help_lists_the_emulator_command(capsys: pytest.CaptureFixture[str]) -> 
 def test_a_missing_cli_extra_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "analytex_async._cli_commands", None)
+    monkeypatch.setitem(sys.modules, "analytex_async.cli._commands", None)
     with pytest.raises(SystemExit) as info:
         main(["emulator"])
     assert info.value.code == 2

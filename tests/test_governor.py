@@ -12,7 +12,7 @@ import trio
 from hypothesis import given, settings
 from trio.testing import MockClock
 
-from analytex_async._governor import Governor, RowGovernor
+from analytex_async.governors._local import Governor, RowGovernor
 
 from .conftest import trio_mock_clock
 

@@ -11,10 +11,10 @@ import anyio
 import pytest
 
 from analytex_async import ImportProgress, ValidationError
-from analytex_async._governor import RowGovernor
-from analytex_async._journal import Journal, digest
-from analytex_async._pipeline import ImportOptions, ImportRun
+from analytex_async._bulk._journal import Journal, digest
+from analytex_async._bulk._pipeline import ImportOptions, ImportRun
 from analytex_async.emulator import Emulator
+from analytex_async.governors._local import RowGovernor
 from analytex_async.testing import EmulatedAnalytex
 
 from .conftest import trio_mock_clock

@@ -17,9 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytex_async import RetryPolicy
-from analytex_async import _multipart as multipart_module
-from analytex_async._batching import MAX_BATCH_BYTES, MAX_REQUEST_BYTES, Batcher, encode_record
-from analytex_async._multipart import MultipartFile, multipart_overhead
+from analytex_async._bulk import _multipart as multipart_module
+from analytex_async._bulk._batching import (
+    MAX_BATCH_BYTES,
+    MAX_REQUEST_BYTES,
+    Batcher,
+    encode_record,
+)
+from analytex_async._bulk._multipart import MultipartFile, multipart_overhead
 from analytex_async._transport import Transport
 from analytex_async.emulator import Emulator
 from analytex_async.emulator._multipart import parse_file_upload

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytex_async import AsyncAnalytex, RetryPolicy
-from analytex_async._governor import RowGovernor
-from analytex_async._pipeline import ImportOptions, ImportRun
+from analytex_async._bulk._pipeline import ImportOptions, ImportRun
+from analytex_async.governors._local import RowGovernor
 
 valid = st.builds(
     lambda i, meta: {"user_id": f"u{i}", "metadata": meta},

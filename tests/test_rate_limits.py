@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from analytex_async import AsyncAnalytex
-from analytex_async._request_window import RequestWindow
+from analytex_async.governors._windows import RequestWindow
 
 from .conftest import API_KEY, BASE_URL, NO_WAIT, trio_mock_clock
 

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import redis.asyncio
 
-from analytex_async import ConfigurationError, ImportAbortedError
+from analytex_async import AnalytexError, ConfigurationError, ImportAbortedError
 from analytex_async.emulator import Emulator
 from analytex_async.governors import (
     GovernorUnavailableError,
@@ -37,7 +37,7 @@ from analytex_async.governors import (
     RedisRequestWindow,
     api_key_hash,
 )
-from analytex_async.governors import _row_cost as row_cost
+from analytex_async.governors._redis import _row_cost as row_cost
 from analytex_async.testing import EmulatedAnalytex
 
 from .redis_server import RedisServer, free_port, running_redis
@@ -514,7 +514,9 @@ async def test_an_unreachable_redis_is_a_clear_error_by_default() -> None:
     assert f"redis://:***@127.0.0.1:{port}/0" in message
     assert "hunter2" not in message
     assert "fallback='local'" in message
-    assert isinstance(caught.value, ConfigurationError)
+    # An outage, not a usage error (the CLI exits 1 on it, not 2).
+    assert not isinstance(caught.value, ConfigurationError)
+    assert isinstance(caught.value, AnalytexError)
 
 
 async def test_with_the_local_fallback_it_warns_keeps_the_rate_and_comes_back(

@@ -25,8 +25,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from analytex_async import Company, User, ValidationError, _sources
-from analytex_async._sources import SourceRecord, read_source
+from analytex_async import Company, User, ValidationError
+from analytex_async._bulk import _sources
+from analytex_async._bulk._sources import SourceRecord, read_source
 
 pytestmark = pytest.mark.anyio
 

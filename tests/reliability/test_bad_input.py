@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytex_async import ImportResult, PayloadTooLargeError, User, ValidationError
-from analytex_async._batching import MAX_BATCH_BYTES, encode_record
-from analytex_async._cli_commands import cli
+from analytex_async._bulk._batching import MAX_BATCH_BYTES, encode_record
+from analytex_async.cli._commands import cli
 from analytex_async.emulator import Emulator, serve
 from analytex_async.testing import EmulatedAnalytex
 

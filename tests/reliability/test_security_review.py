@@ -50,8 +50,8 @@ from analytex_async import (
     ImportAbortedError,
     RetryPolicy,
 )
-from analytex_async._cli_commands import cli
-from analytex_async._client import is_loopback_host
+from analytex_async._config import is_loopback_host
+from analytex_async.cli._commands import cli
 from analytex_async.emulator import Emulator, serve
 
 from .conftest import Elsewhere, user_records

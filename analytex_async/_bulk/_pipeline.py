@@ -30,8 +30,8 @@ import anyio.lowlevel
 import attrs
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ._batching import MAX_BATCH_BYTES, MAX_RECORDS, Batch, Batcher, encode_record
-from ._errors import (
+from .._constants import MAX_RECORDS
+from .._errors import (
     APIError,
     ConflictError,
     ImportAbortedError,
@@ -40,10 +40,7 @@ from ._errors import (
     RateLimitError,
     ValidationError,
 )
-from ._governor import Governor, JobSlot
-from ._jobs import fetch_job, fetch_jobs, job_of
-from ._journal import Journal
-from ._models import (
+from .._models import (
     Company,
     ImportProgress,
     ImportResult,
@@ -53,10 +50,15 @@ from ._models import (
     User,
     WaitingFor,
 )
+from .._transport import Transport
+from .._types import RecordKind, SourceFormat
+from .._validation import bulk_record
+from ..governors._local import Governor, JobSlot
+from ._batching import MAX_BATCH_BYTES, Batch, Batcher, encode_record
+from ._jobs import fetch_job, fetch_jobs, job_of
+from ._journal import Journal
 from ._multipart import MultipartFile
-from ._sources import SourceFormat, SourceRecord, read_source
-from ._transport import Transport
-from ._validation import RecordKind, bulk_record
+from ._sources import SourceRecord, read_source
 
 logger = logging.getLogger("analytex_async")
 

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol, runtime_checkable
+from contextlib import asynccontextmanager
 
 import anyio
 
+from .._types import RequestSlots
 
-@runtime_checkable
-class RequestSlots(Protocol):
-    """Anything that hands out request slots: ``RequestWindow``, or a shared (Redis) window."""
-
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Hold one request slot for the duration of the block."""
-        ...
+__all__ = ["RequestSlots", "RequestWindow"]
 
 
 class RequestWindow:

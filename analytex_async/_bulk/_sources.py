@@ -27,19 +27,16 @@ import os
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
-from ._errors import ValidationError
-from ._models import Company, User
-from ._validation import RecordKind
-
-SourceFormat = Literal["ndjson", "csv"]
-"""The file formats ``read_source`` reads; ``.jsonl`` files are NDJSON."""
+from .._errors import ValidationError
+from .._models import Company, User
+from .._types import RecordKind, SourceFormat
 
 _FORMATS: dict[str, SourceFormat] = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
 _GZIP_MAGIC = b"\x1f\x8b"

@@ -27,13 +27,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._batching import MAX_RECORDS, Batcher
-from ._cli_progress import ImportDisplay, count, counted, duration
-from ._client import AsyncAnalytex
-from ._models import ImportProgress, ImportResult, Job, JobStatus, Rejection
-from ._pipeline import check_record
-from ._sources import SourceFormat, read_source
-from ._validation import RecordKind
+from .._bulk._batching import Batcher
+from .._bulk._pipeline import check_record
+from .._bulk._sources import read_source
+from .._client import AsyncAnalytex
+from .._constants import MAX_RECORDS
+from .._models import ImportProgress, ImportResult, Job, JobStatus, Rejection
+from .._types import RecordKind, SourceFormat
+from ._progress import ImportDisplay, count, counted, duration
 
 T = TypeVar("T")
 

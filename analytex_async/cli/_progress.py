@@ -24,7 +24,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
-from ._models import ImportProgress, Job
+from .._models import ImportProgress, Job
 
 PLAIN_INTERVAL = 5.0
 """Seconds between two progress lines when stderr is not a terminal."""

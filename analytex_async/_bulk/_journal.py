@@ -32,8 +32,8 @@ from typing import IO, Any
 import anyio
 import attrs
 
-from ._errors import ValidationError
-from ._validation import RecordKind
+from .._errors import ValidationError
+from .._types import RecordKind
 
 MAGIC = "analytex-async"
 VERSION = 1

@@ -40,7 +40,6 @@ key itself. redis-py's asyncio client needs the asyncio event loop: these classe
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import re
@@ -54,20 +53,14 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import anyio.lowlevel
 
-from ._errors import ConfigurationError
-from ._governor import RowGovernor
-from ._request_window import RequestWindow
+from .._config import api_key_hash
+from .._errors import ConfigurationError, GovernorUnavailableError
+from ._local import RowGovernor
+from ._windows import RequestWindow
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
-
-__all__ = [
-    "GovernorUnavailableError",
-    "RedisGovernor",
-    "RedisRequestWindow",
-    "api_key_hash",
-]
 
 logger = logging.getLogger("analytex_async")
 
@@ -86,43 +79,8 @@ _FLIGHT_LEASE = 120.0
 _NAME = re.compile(r"[^\s{}]{1,200}")
 
 
-class GovernorUnavailableError(ConfigurationError):
-    """The shared governor's Redis cannot be used (unreachable, refused, or misbehaving).
-
-    Raised by :class:`RedisGovernor` and :class:`RedisRequestWindow` with ``fallback="error"``
-    (the default). An import that meets it stops with ``ImportAbortedError``, whose
-    ``__cause__`` is this error and whose ``result`` lists what was accepted.
-    """
-
-
 class _UseLocal(Exception):
     """Redis failed and the governor falls back to its in-process budget."""
-
-
-def api_key_hash(api_key: str) -> str:
-    """A stable, non-secret name for an API key, used to namespace the shared budget.
-
-    It is a SHA-256 digest of the key (domain-separated, truncated to 128 bits), so keys in
-    Redis name the account without revealing its API key. ``AsyncAnalytex`` computes it for the
-    governor it is given; call it yourself to use a governor without a client.
-
-    Args:
-        api_key: The API key.
-
-    Returns:
-        32 lower-case hexadecimal characters.
-
-    Raises:
-        ConfigurationError: ``api_key`` is not a non-empty string.
-
-    Examples:
-        >>> len(api_key_hash("sk_live_example"))
-        32
-    """
-    if not isinstance(api_key, str) or not api_key:
-        raise ConfigurationError("api_key must be a non-empty string")
-    digest = hashlib.sha256(b"analytex-async governor key\x00" + api_key.encode("utf-8"))
-    return digest.hexdigest()[:32]
 
 
 def _require_asyncio(what: str) -> None:

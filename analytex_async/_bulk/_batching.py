@@ -19,13 +19,10 @@ from typing import Any
 
 import attrs
 
+from .._constants import MAX_RECORDS, MAX_REQUEST_BYTES
+from .._transport import encode_json
 from ._multipart import BOUNDARY_LENGTH, DEFAULT_FILENAME, multipart_overhead
-from ._transport import encode_json
 
-MAX_RECORDS = 10_000
-"""Records the API takes in one bulk request."""
-MAX_REQUEST_BYTES = 50_000_000
-"""Bytes the API takes in one request body, framing included (the smaller reading of 50 MB)."""
 MAX_BATCH_BYTES = MAX_REQUEST_BYTES - multipart_overhead(DEFAULT_FILENAME, "0" * BOUNDARY_LENGTH)
 """Bytes of NDJSON lines in one batch, so that the framed multipart body fits the request limit."""
 

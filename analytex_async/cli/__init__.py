@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv: The arguments (defaults to ``sys.argv[1:]``).
     """
     try:
-        from ._cli_commands import cli  # noqa: PLC0415 - needs the optional `cli` extra
+        from ._commands import cli  # noqa: PLC0415 - needs the optional `cli` extra
     except ImportError as exc:
         missing = exc.name or "a dependency"
         print(

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from itertools import chain, repeat
 
-from ._transport import BodyFactory
+from .._types import BodyFactory
 
 DEFAULT_FILENAME = "batch.ndjson"
 """The filename sent with a batch unless another is given."""

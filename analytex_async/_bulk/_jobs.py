@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import httpx
 
-from ._errors import APIError
-from ._models import Job
-from ._transport import Transport
+from .._errors import APIError
+from .._models import Job
+from .._transport import Transport
 
 JOBS_PATH = "/v1/background_jobs"
 

@@ -21,9 +21,9 @@ import anyio.to_thread
 import attrs
 from rich.console import Console
 
-from ._cli_import import ImportReport, ImportRequest, print_summary, run_import
-from ._cli_progress import ImportDisplay, count
-from ._client import AsyncAnalytex
+from .._client import AsyncAnalytex
+from ._import import ImportReport, ImportRequest, print_summary, run_import
+from ._progress import ImportDisplay, count
 
 DEMO_USERS = 50_000
 DEMO_RATE = 600_000.0
@@ -135,7 +135,7 @@ async def run_demo(out: Console, display: ImportDisplay, *, users: int = DEMO_US
     Returns:
         What happened.
     """
-    from .emulator import Emulator, serve  # noqa: PLC0415 - needs the optional `emulator` extra
+    from ..emulator import Emulator, serve  # noqa: PLC0415 - needs the optional `emulator` extra
 
     emulator = Emulator(rows_per_minute=DEMO_RATE)
     with tempfile.TemporaryDirectory(prefix="analytex-demo-") as folder:

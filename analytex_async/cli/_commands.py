@@ -20,7 +20,21 @@ import attrs
 import click
 from rich.console import Console
 
-from ._cli_import import (
+from .._client import AsyncAnalytex
+from .._config import is_loopback_host
+from .._errors import (
+    AnalytexError,
+    AuthenticationError,
+    ConfigurationError,
+    ImportAbortedError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from .._models import Job, JobStatus
+from .._types import SourceFormat
+from .._version import __version__
+from ._import import (
     ImportReport,
     ImportRequest,
     job_json,
@@ -33,7 +47,7 @@ from ._cli_import import (
     validate_only,
     write_rejects,
 )
-from ._cli_progress import (
+from ._progress import (
     DRY_RUN_STAGES,
     STAGES,
     ImportDisplay,
@@ -42,19 +56,6 @@ from ._cli_progress import (
     counted,
     import_display,
 )
-from ._client import AsyncAnalytex, is_loopback_host
-from ._errors import (
-    AnalytexError,
-    AuthenticationError,
-    ConfigurationError,
-    ImportAbortedError,
-    NotFoundError,
-    PermissionDeniedError,
-    ValidationError,
-)
-from ._models import Job, JobStatus
-from ._sources import SourceFormat
-from ._version import __version__
 
 T = TypeVar("T")
 
@@ -316,7 +317,7 @@ def demo(users: int) -> None:
     try:
         import uvicorn  # noqa: F401, PLC0415 - needs the optional `emulator` extra
 
-        from ._cli_demo import DEMO_RATE, run_demo  # noqa: PLC0415
+        from ._demo import DEMO_RATE, run_demo  # noqa: PLC0415
     except ImportError as exc:
         raise CliUsageError(
             f'the demo needs {exc.name}: pip install "analytex-async[emulator]"'
@@ -670,7 +671,7 @@ def _report(
 def emulator(host: str, port: int, rows_per_minute: float) -> None:
     """Serve a local Analytex emulator (any non-empty API key is accepted)."""
     try:
-        from .emulator import run  # noqa: PLC0415 - needs the optional `emulator` extra
+        from ..emulator import run  # noqa: PLC0415 - needs the optional `emulator` extra
     except ImportError as exc:
         raise CliUsageError(
             f'the emulator needs {exc.name}: pip install "analytex-async[emulator]"'

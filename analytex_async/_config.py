@@ -1,0 +1,124 @@
+"""Settings and their rules: the API key, the base URL, positive numbers.
+
+Everything a client checks at construction lives here, so the CLI and the governors apply the
+same rules (and say the same thing) as ``AsyncAnalytex``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from ._constants import REGIONS
+from ._errors import ConfigurationError
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``).
+
+    Args:
+        host: A host name or IP address (IPv6 may be in brackets).
+
+    Returns:
+        True for loopback hosts.
+    """
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(region: str, base_url: str | None) -> str:
+    """Choose and check the API's base URL.
+
+    Args:
+        region: ``"us"`` or ``"eu"``, used when no base URL is given.
+        base_url: An explicit base URL, or ``None`` to use ``ANALYTEX_BASE_URL`` or the region.
+
+    Returns:
+        The base URL without a trailing slash.
+
+    Raises:
+        ConfigurationError: The region is unknown, the URL is malformed, or it is plain
+            ``http://`` to a host that is not loopback.
+    """
+    url = base_url if base_url is not None else os.environ.get("ANALYTEX_BASE_URL") or None
+    if url is None:
+        try:
+            return REGIONS[region.lower()]
+        except (KeyError, AttributeError):
+            known = ", ".join(repr(r) for r in REGIONS)
+            raise ConfigurationError(
+                f"unknown region {region!r}; use one of {known} or pass base_url"
+            ) from None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {url!r:.200}")
+    if parts.username or parts.password:
+        raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"base_url must not have a query or fragment: {url!r:.200}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to {parts.hostname!r}: the API key would travel in clear "
+            "text; use https:// (plain http is allowed only to loopback hosts)"
+        )
+    return url.rstrip("/")
+
+
+def check_api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get("ANALYTEX_API_KEY")
+    if key is None or key == "":
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the ANALYTEX_API_KEY environment variable"
+        )
+    if not isinstance(key, str):
+        raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
+    # Refuse what cannot go in a header, without echoing the key in the message.
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            "api_key holds white space or characters that cannot be sent in an HTTP header"
+        )
+    return key
+
+
+def api_key_hash(api_key: str) -> str:
+    """A stable, non-secret name for an API key, used to namespace the shared budget.
+
+    It is a SHA-256 digest of the key (domain-separated, truncated to 128 bits), so keys in
+    Redis name the account without revealing its API key. ``AsyncAnalytex`` computes it for the
+    governor it is given; call it yourself to use a governor without a client.
+
+    Args:
+        api_key: The API key.
+
+    Returns:
+        32 lower-case hexadecimal characters.
+
+    Raises:
+        ConfigurationError: ``api_key`` is not a non-empty string.
+
+    Examples:
+        >>> len(api_key_hash("sk_live_example"))
+        32
+    """
+    if not isinstance(api_key, str) or not api_key:
+        raise ConfigurationError("api_key must be a non-empty string")
+    digest = hashlib.sha256(b"analytex-async governor key\x00" + api_key.encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def is_positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+def check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not is_positive(value):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")

@@ -1,0 +1,28 @@
+"""Aliases and small protocols shared across the layers (no behaviour lives here)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol, runtime_checkable
+
+Content = bytes | AsyncIterable[bytes]
+"""A request body: bytes in memory, or chunks streamed as they are made."""
+
+BodyFactory = Callable[[], tuple[Mapping[str, str], Content]]
+"""Returns fresh headers and content for one attempt (called once per attempt)."""
+
+RecordKind = Literal["user", "company"]
+"""Which bulk records a pipeline carries."""
+
+SourceFormat = Literal["ndjson", "csv"]
+"""The file formats a bulk source may be read as."""
+
+
+@runtime_checkable
+class RequestSlots(Protocol):
+    """Anything that hands out request slots: a ``RequestWindow``, or a shared (Redis) window."""
+
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """Hold one request slot for the duration of the block."""
+        ...
