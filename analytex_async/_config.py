@@ -87,6 +87,24 @@ def check_api_key(api_key: str | None) -> str:
     return key
 
 
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (the API key) replaced by ``***``.
+
+    The one redactor: the transport, the CLI and the governors use it on anything that may
+    quote the key (a server's echo, a URL, an unexpected error).
+
+    Args:
+        text: Any text.
+        secret: The secret to hide; ``None`` or empty leaves the text as it is.
+
+    Returns:
+        The redacted text.
+    """
+    if secret and secret in text:
+        return text.replace(secret, "***")
+    return text
+
+
 def api_key_hash(api_key: str) -> str:
     """A stable, non-secret name for an API key, used to namespace the shared budget.
 

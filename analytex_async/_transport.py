@@ -22,6 +22,7 @@ import anyio
 import attrs
 import httpx
 
+from ._config import redact
 from ._constants import API_VERSION
 from ._errors import (
     APIConnectionError,
@@ -260,7 +261,7 @@ class Transport:
         Returns:
             The text with every occurrence of the key replaced by ``***``.
         """
-        return text.replace(self._api_key, "***") if self._api_key in text else text
+        return redact(text, self._api_key)
 
     def redact_value(self, value: Any) -> Any:
         """Redact the key from every string inside a decoded JSON value.
