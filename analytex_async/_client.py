@@ -10,8 +10,9 @@ from typing import Any
 import anyio
 import httpx
 
-from ._bulk._jobs import fetch_job, fetch_jobs, job_of
-from ._bulk._pipeline import ImportOptions, ImportRun, OnInvalid, ProgressCallback
+from ._bulk._jobs import fetch_job, fetch_jobs, job_of, wait_until_finished
+from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
+from ._bulk._pipeline import ImportRun
 from ._config import api_key_hash, check_api_key, check_positive, is_positive, resolve_base_url
 from ._constants import DELETE_INTERVAL, MAX_RECORDS, MAX_REQUEST_BYTES
 from ._errors import ConfigurationError, JobFailedError, ValidationError
@@ -473,14 +474,6 @@ class AsyncAnalytex:
         self._check_open()
         return await fetch_jobs(self._transport)
 
-    def _poll_interval(self, job: Job, previous: float) -> float:
-        """How long to wait before the next poll: the expected remaining time, 1 to 30 s."""
-        if job.total_rows is not None and job.completed_rows is not None:
-            remaining_rows = max(job.total_rows - job.completed_rows, 0)
-            remaining = remaining_rows * 60.0 / self.rows_per_minute
-            return min(max(remaining, 1.0), 30.0)
-        return min(previous * 2, 15.0)
-
     async def wait_for_job(
         self,
         job_id: str,
@@ -491,8 +484,9 @@ class AsyncAnalytex:
         """Poll a job until it is terminal.
 
         Polls rarely while the job has long to go and right when it should finish: the wait is
-        the expected remaining time at ``rows_per_minute``, kept between 1 and 30 seconds (a
-        job without row counts is polled at 1, 2, 4, 8, then every 15 seconds).
+        the expected remaining time at ``rows_per_minute``, at most 30 seconds (a job without
+        row counts is polled at 1, 2, 4, 8, then every 15 seconds). A job in a status this SDK
+        does not know is finished once all its rows are complete.
 
         Args:
             job_id: The job's id.
@@ -500,7 +494,7 @@ class AsyncAnalytex:
             poll_interval: A fixed number of seconds between polls, instead of the adaptive one.
 
         Returns:
-            The completed job.
+            The finished job.
 
         Raises:
             ValidationError: ``timeout`` or ``poll_interval`` is not a positive number.
@@ -511,18 +505,25 @@ class AsyncAnalytex:
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
             if value is not None and not is_positive(value):
                 raise ValidationError(f"must be a positive number, got {value!r}", field=name)
-        job: Job | None = None
-        interval = 0.5
+        self._check_open()
+        seen: list[Job] = []
+
+        async def fetch(job_id: str) -> Job:
+            job = await self.get_job(job_id)
+            seen.append(job)
+            return job
+
         with anyio.move_on_after(timeout):
-            while True:
-                job = await self.get_job(job_id)
-                if job.status is JobStatus.FAILED:
-                    raise JobFailedError(job)
-                if job.is_terminal:
-                    return job
-                interval = poll_interval or self._poll_interval(job, interval)
-                await anyio.sleep(interval)
-        last = f"; last status {job.status.value}" if job is not None else ""
+            job = await wait_until_finished(
+                fetch,
+                Job(require_id(job_id, "job_id"), JobStatus.UNKNOWN),
+                rows_per_minute=self.rows_per_minute,
+                interval=poll_interval,
+            )
+            if job.status is JobStatus.FAILED:
+                raise JobFailedError(job)
+            return job
+        last = f"; last status {seen[-1].status}" if seen else ""
         raise TimeoutError(f"job {job_id} was not finished after {timeout} s{last}")
 
     # -- deletion ----------------------------------------------------------------------------

@@ -124,6 +124,10 @@ class JobStatus(str, enum.Enum):
                 return cls.UNKNOWN
         return cls.UNKNOWN
 
+    def __str__(self) -> str:
+        # The API's own word ("completed"), as people print and log it.
+        return self.value
+
     @property
     def is_terminal(self) -> bool:
         """Whether the job has stopped for good (completed or failed)."""
@@ -251,7 +255,7 @@ class ImportProgress:
     Attributes:
         rows_read: Records read from the source so far.
         rows_sent: Records in batches the server accepted.
-        rows_rejected: Records rejected by validation.
+        rows_rejected: Records rejected so far (all of them).
         rows_completed: Records the server reports as processed.
         batches_sent: Batches the server accepted.
         waiting_for: ``None`` while working, else ``"rate"``, ``"job"`` or ``"retry"``.
@@ -274,10 +278,13 @@ class ImportResult:
     Attributes:
         rows_read: Records read from the source.
         rows_sent: Records in batches the server accepted.
-        rejected: Every record that was not sent, with its reason.
+        rejected: The first 1,000 records that were not sent, with their reasons (a source of
+            mostly bad rows cannot grow memory; ``on_invalid`` as a callable sees every one).
         jobs: The jobs of the accepted batches, in their last known state.
         elapsed: Wall time of the import in seconds.
         rows_skipped: Records skipped because the journal says an earlier run sent them.
+        rows_rejected: Every record that was not sent, counted (``len(rejected)`` when not
+            given).
     """
 
     rows_read: int = 0
@@ -286,8 +293,13 @@ class ImportResult:
     jobs: list[Job] = attrs.field(factory=list)
     elapsed: float = 0.0
     rows_skipped: int = 0
+    rows_rejected: int = attrs.field(
+        default=attrs.Factory(lambda self: len(self.rejected), takes_self=True)
+    )
 
     @property
     def ok(self) -> bool:
         """True when no record was rejected and no job failed."""
-        return not self.rejected and all(job.status is not JobStatus.FAILED for job in self.jobs)
+        return self.rows_rejected == 0 and all(
+            job.status is not JobStatus.FAILED for job in self.jobs
+        )

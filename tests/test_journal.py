@@ -12,7 +12,8 @@ import pytest
 
 from analytex_async import ImportProgress, ValidationError
 from analytex_async._bulk._journal import Journal, digest
-from analytex_async._bulk._pipeline import ImportOptions, ImportRun
+from analytex_async._bulk._options import ImportOptions
+from analytex_async._bulk._pipeline import ImportRun
 from analytex_async.emulator import Emulator
 from analytex_async.governors._local import RowGovernor
 from analytex_async.testing import EmulatedAnalytex

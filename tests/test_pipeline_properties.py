@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytex_async import AsyncAnalytex, RetryPolicy
-from analytex_async._bulk._pipeline import ImportOptions, ImportRun
+from analytex_async._bulk._options import ImportOptions
+from analytex_async._bulk._pipeline import ImportRun
 from analytex_async.governors._local import RowGovernor
 
 valid = st.builds(

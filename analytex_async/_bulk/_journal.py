@@ -39,6 +39,13 @@ MAGIC = "analytex-async"
 VERSION = 1
 
 
+class JournalError(Exception):
+    """The journal could not be written: a failure of the journal, not of the source or API.
+
+    The pipeline ends the import with ``ImportAbortedError`` whose ``__cause__`` is this error.
+    """
+
+
 @attrs.frozen
 class JournalEntry:
     """One accepted batch, as the journal records it.
@@ -276,18 +283,44 @@ class Journal:
             lines: Its NDJSON lines.
             job_id: The job the server created.
             batch: The batch's label, for people reading the file.
+
+        Raises:
+            JournalError: The entry could not be written or synced (disk full, I/O error).
         """
-        item = {
-            "first": first,
-            "last": last,
-            "count": len(lines),
-            "sha256": digest(lines),
-            "job_id": job_id,
-            "batch": batch,
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        await anyio.to_thread.run_sync(self._write_line, self._file, item)
+
+        def write() -> None:
+            # The digest of a batch of up to 50 MB is computed here, in the worker thread, with
+            # the write: hashing it on the event loop would stall every other task for tens of
+            # milliseconds.
+            item = {
+                "first": first,
+                "last": last,
+                "count": len(lines),
+                "sha256": digest(lines),
+                "job_id": job_id,
+                "batch": batch,
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            self._write_line(self._file, item)
+
+        try:
+            await anyio.to_thread.run_sync(write)
+        except OSError as exc:
+            raise JournalError(
+                f"the journal {str(self.path)!r} could not record the accepted batch {batch} "
+                f"(job {job_id}): {exc.strerror or exc}; run the import again without this "
+                "journal, or free the disk and resume (at most this batch is sent twice)"
+            ) from exc
 
     async def aclose(self) -> None:
-        """Close the journal file."""
-        await anyio.to_thread.run_sync(self._file.close)
+        """Close the journal file.
+
+        Raises:
+            JournalError: Closing failed (the last write could not be flushed).
+        """
+        try:
+            await anyio.to_thread.run_sync(self._file.close)
+        except OSError as exc:
+            raise JournalError(
+                f"the journal {str(self.path)!r} could not be closed: {exc.strerror or exc}"
+            ) from exc

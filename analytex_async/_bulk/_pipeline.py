@@ -18,19 +18,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
-from typing import Literal, TypeGuard
 
 import anyio
 import anyio.lowlevel
-import attrs
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .._constants import MAX_RECORDS
+from .._constants import MAX_REJECTIONS_KEPT
 from .._errors import (
     APIError,
     ConflictError,
@@ -41,29 +38,25 @@ from .._errors import (
     ValidationError,
 )
 from .._models import (
-    Company,
     ImportProgress,
     ImportResult,
     Job,
     JobStatus,
     Rejection,
-    User,
     WaitingFor,
 )
 from .._transport import Transport
-from .._types import RecordKind, SourceFormat
-from .._validation import bulk_record
+from .._types import RecordKind
 from ..governors._local import Governor, JobSlot
-from ._batching import MAX_BATCH_BYTES, Batch, Batcher, encode_record
-from ._jobs import fetch_job, fetch_jobs, job_of
+from ._batching import Batch, Batcher
+from ._jobs import fetch_job, fetch_jobs, is_finished, job_of, wait_until_finished
 from ._journal import Journal
 from ._multipart import MultipartFile
+from ._options import ImportOptions
+from ._records import check_record, plain_iterable
 from ._sources import SourceRecord, read_source
 
 logger = logging.getLogger("analytex_async")
-
-ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
-OnInvalid = Literal["skip", "raise"]
 
 PATHS: dict[RecordKind, str] = {
     "user": "/v1/users/bulk_identify",
@@ -71,54 +64,6 @@ PATHS: dict[RecordKind, str] = {
 }
 STALL_BUDGET = 0.001
 """Seconds of CPU work the producer does before it lets other tasks run."""
-MAX_POLL_INTERVAL = 30.0
-
-
-def _plain_iterable(source: object) -> TypeGuard[Iterable[object]]:
-    """Whether ``source`` is a caller's sync iterable of records (not a file, path or record)."""
-    return (
-        isinstance(source, Iterable)
-        and not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, Mapping))
-        and not isinstance(source, (User, Company, AsyncIterable))
-        and not callable(getattr(source, "read", None))
-    )
-
-
-@attrs.frozen
-class ImportOptions:
-    """The checked options of one import.
-
-    Attributes:
-        batch_size: Records per batch at most (1 to 10,000).
-        wait: Whether to wait for the last jobs to finish before returning.
-        on_invalid: ``"skip"`` (report a ``Rejection``) or ``"raise"`` (``ValidationError``).
-        on_progress: Called with an ``ImportProgress`` after each step (sync or async).
-        format: The file format when it cannot be told from the source's name.
-        max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
-            multipart framing; lower only in tests).
-        journal: Where to record accepted batches durably, and whence to resume.
-    """
-
-    batch_size: int = MAX_RECORDS
-    wait: bool = True
-    on_invalid: OnInvalid = "skip"
-    on_progress: ProgressCallback | None = None
-    format: SourceFormat | None = None
-    max_batch_bytes: int = MAX_BATCH_BYTES
-    journal: str | os.PathLike[str] | None = None
-
-    def __attrs_post_init__(self) -> None:
-        size = self.batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RECORDS:
-            raise ValidationError(
-                f"must be an integer from 1 to {MAX_RECORDS:,}, got {size!r}", field="batch_size"
-            )
-        if self.on_invalid not in ("skip", "raise"):
-            raise ValidationError(
-                f"must be 'skip' or 'raise', got {self.on_invalid!r}", field="on_invalid"
-            )
-        if self.on_progress is not None and not callable(self.on_progress):
-            raise ValidationError("must be callable", field="on_progress")
 
 
 class ImportRun:
@@ -150,7 +95,9 @@ class ImportRun:
         self.rows_read = 0
         self.rows_sent = 0
         self.batches_sent = 0
-        self.rejected: list[Rejection] = []
+        self.rejected: list[Rejection] = []  # the first MAX_REJECTIONS_KEPT only
+        self.rows_rejected = 0
+        self._unannounced: list[Rejection] = []  # for an on_invalid callable, not yet handed
         self.jobs: dict[str, Job] = {}
         self.job_rows: dict[str, int] = {}
         self.waiting_for: WaitingFor | None = None
@@ -169,6 +116,7 @@ class ImportRun:
             jobs=list(self.jobs.values()),
             elapsed=anyio.current_time() - self.started,
             rows_skipped=self.rows_skipped,
+            rows_rejected=self.rows_rejected,
         )
 
     @property
@@ -200,7 +148,7 @@ class ImportRun:
             ImportProgress(
                 rows_read=self.rows_read,
                 rows_sent=self.rows_sent,
-                rows_rejected=len(self.rejected),
+                rows_rejected=self.rows_rejected,
                 rows_completed=self.rows_completed(),
                 batches_sent=self.batches_sent,
                 waiting_for=waiting_for,
@@ -252,7 +200,7 @@ class ImportRun:
                 failure = exc
                 tasks.cancel_scope.cancel()
         error = produced[0] if produced else failure
-        if isinstance(error, OSError):
+        if produced and isinstance(error, OSError):
             unreadable = ValidationError(f"reading the source failed: {error}", field="source")
             unreadable.result = self.result()
             raise unreadable from error
@@ -280,9 +228,25 @@ class ImportRun:
     # -- producer ----------------------------------------------------------------------------
 
     def _reject(self, position: int, record: object, reason: str, line: int | None) -> None:
-        if self.options.on_invalid == "raise":
+        on_invalid = self.options.on_invalid
+        if on_invalid == "raise":
             raise ValidationError(reason, position=position, line=line)
-        self.rejected.append(Rejection(position, record, reason, line))
+        rejection = Rejection(position, record, reason, line)
+        self.rows_rejected += 1
+        if len(self.rejected) < MAX_REJECTIONS_KEPT:
+            self.rejected.append(rejection)
+        if callable(on_invalid):
+            self._unannounced.append(rejection)
+
+    async def _announce_rejections(self) -> None:
+        """Hand the rejections not yet seen to the ``on_invalid`` callable, in order."""
+        callback = self.options.on_invalid
+        assert callable(callback)  # noqa: S101 -- only callables queue rejections
+        while self._unannounced:
+            rejection = self._unannounced.pop(0)
+            outcome = callback(rejection)
+            if inspect.isawaitable(outcome):
+                await outcome
 
     async def _produce(
         self, source: object, send: ObjectSendStream[Batch], errors: list[BaseException]
@@ -292,7 +256,7 @@ class ImportRun:
         )
         async with send:
             try:
-                if _plain_iterable(source):
+                if plain_iterable(source):
                     await self._produce_from_iterable(source, batcher, send)
                 else:
                     async with aclosing(self._records(source)) as records:
@@ -300,6 +264,8 @@ class ImportRun:
                             batch = self._take(
                                 batcher, item.position, item.record, item.error, item.line
                             )
+                            if self._unannounced:
+                                await self._announce_rejections()
                             if batch is not None:
                                 await send.send(batch)
                 if self.journal is not None:
@@ -320,6 +286,8 @@ class ImportRun:
         budget_end = time.perf_counter() + STALL_BUDGET
         for position, record in enumerate(source):
             batch = self._take(batcher, position, record)
+            if self._unannounced:
+                await self._announce_rejections()
             if batch is not None:
                 await send.send(batch)
                 budget_end = time.perf_counter() + STALL_BUDGET
@@ -359,15 +327,19 @@ class ImportRun:
     async def _send_all(self, receive: ObjectReceiveStream[Batch]) -> None:
         async with receive:
             async for batch in receive:
-                pending = deque([batch])
+                # (batch, paid): the halves of a batch split after a 413 were paid for with it,
+                # so the governor is not charged for their rows a second time.
+                pending = deque([(batch, False)])
                 while pending:
-                    current = pending.popleft()
-                    job = await self._deliver(current)
+                    current, paid = pending.popleft()
+                    job = await self._deliver(current, paid=paid)
                     if job is None:  # the server found it too large: split it
                         if current.count == 1:
                             self._reject_too_large(current)
+                            if self._unannounced:
+                                await self._announce_rejections()
                         else:
-                            pending.extendleft(reversed(current.halves()))
+                            pending.extendleft((half, True) for half in reversed(current.halves()))
                         continue
                     self._accepted(current, job)
                     if self.journal is not None:
@@ -397,13 +369,19 @@ class ImportRun:
         self.job_rows[job.job_id] = batch.count
         self.last_job = job
 
-    async def _deliver(self, batch: Batch) -> Job | None:
-        """Send one batch until the server accepts it; ``None`` when it is too large."""
+    async def _deliver(self, batch: Batch, *, paid: bool = False) -> Job | None:
+        """Send one batch until the server accepts it; ``None`` when it is too large.
+
+        Args:
+            batch: The batch.
+            paid: Its rows were already paid for (a half of a batch split after a 413).
+        """
         # The job first, the rate last: the POST then follows its reserved start at once, so the
         # server sees batches spaced as the governor spaced them (job polls don't skew it).
         await self._wait_for_previous_job()
-        await self.report("rate")
-        await self.governor.acquire(batch.count)
+        if not paid:
+            await self.report("rate")
+            await self.governor.acquire(batch.count)
         unexplained = 0
         # The default file name: the batcher's byte budget is sized for exactly its framing.
         # The batcher already checked the lines: no second pass over them on the event loop.
@@ -439,69 +417,39 @@ class ImportRun:
     # -- jobs --------------------------------------------------------------------------------
 
     async def _get_job(self, job_id: str) -> Job:
-        attempt = 0
-        while True:
-            try:
-                job = await fetch_job(self.transport, job_id)
-                break
-            except APIError as exc:
-                # A poll answered 2xx with a body that is not a job: polls are safe to repeat,
-                # so give the server a few more chances (status and connection errors were
-                # already retried by the transport).
-                if type(exc) is not APIError or attempt >= self.transport.retry.max_retries:
-                    raise
-                await anyio.sleep(self.transport.retry.backoff(attempt))
-                attempt += 1
+        job = await fetch_job(self.transport, job_id)
         if job.job_id in self.jobs:
             self.jobs[job.job_id] = job
         return job
 
     async def _running_job(self) -> Job | None:
         """The job that holds the account's one slot, if one can be seen."""
-        if self.last_job is not None and not _settled(self.last_job):
+        if self.last_job is not None and not is_finished(self.last_job):
             job = await self._get_job(self.last_job.job_id)
-            if not _settled(job):
+            if not is_finished(job):
                 return job
         try:
             listed = await fetch_jobs(self.transport)
         except APIError:
             return None
-        return next((job for job in listed if not _settled(job)), None)
+        return next((job for job in listed if not is_finished(job)), None)
 
-    def _poll_interval(self, job: Job) -> float:
-        """Poll when the job should be done: its remaining rows at the processing rate."""
-        rows = self.job_rows.get(job.job_id, job.total_rows or self.options.batch_size)
-        done = job.completed_rows or 0
-        total = job.total_rows if job.total_rows is not None else rows
-        remaining = max(total - done, 0) * 60.0 / self.rows_per_minute
-        # A floor scaled to one batch's duration: fine-grained at high rates (tests, the
-        # emulator), at most one poll a second at the real API's 1,200 rows a minute.
-        floor = min(1.0, max(rows * 60.0 / self.rows_per_minute / 50, 0.01))
-        return min(max(remaining, floor), MAX_POLL_INTERVAL)
+    async def _on_job_poll(self, job: Job) -> None:
+        await self.report("job")
 
     async def _wait_until_terminal(self, job: Job) -> Job:
-        # Look first: the job we hold may be stale (the governor may have waited long enough
-        # for it to finish), and only a fresh state tells how long is left.
-        job = await self._get_job(job.job_id)
-        warned = False
-        while not _settled(job):
-            if job.status is JobStatus.UNKNOWN and not warned:
-                warned = True
-                logger.warning(
-                    "job %s has a status this SDK does not know (%r); waiting for it to "
-                    "finish or for its rows to complete",
-                    job.job_id,
-                    job.raw.get("status"),
-                )
-            await self.report("job")
-            await anyio.sleep(self._poll_interval(job))
-            job = await self._get_job(job.job_id)
-        return job
+        return await wait_until_finished(
+            self._get_job,
+            job,
+            rows_per_minute=self.rows_per_minute,
+            expected_rows=self.job_rows.get(job.job_id, job.total_rows or self.options.batch_size),
+            on_poll=self._on_job_poll,
+        )
 
     async def _wait_for_previous_job(self) -> None:
         # The server runs one job at a time: rather than collect a 409, wait for the job that
         # holds the slot to end -- ours, or (through a shared governor) another import's.
-        if self.last_job is not None and not _settled(self.last_job):
+        if self.last_job is not None and not is_finished(self.last_job):
             try:
                 self.last_job = await self._wait_until_terminal(self.last_job)
             except NotFoundError:
@@ -514,52 +462,5 @@ class ImportRun:
 
     async def _wait_for_jobs(self) -> None:
         for job in list(self.jobs.values()):
-            if not _settled(job):
+            if not is_finished(job):
                 await self._wait_until_terminal(job)
-
-
-def check_record(
-    record: object, kind: RecordKind, batcher: Batcher, error: str | None = None
-) -> bytes | str:
-    """The pipeline's verdict on one record: its NDJSON line, or why it is rejected.
-
-    The one place the import (and the command line's dry run) decides what is sent: the
-    source's decoding error, the validation rules, the encoding, and the size a batch allows.
-
-    Args:
-        record: The record as the source yielded it.
-        kind: ``"user"`` or ``"company"``.
-        batcher: The batcher whose limits apply.
-        error: Why the source could not decode it, if it could not.
-
-    Returns:
-        The encoded line to send, or the reason it cannot be sent.
-    """
-    if error is not None:
-        return error
-    try:
-        line = encode_record(bulk_record(record, kind))
-    except ValidationError as exc:
-        return str(exc)
-    if not batcher.fits_alone(line):
-        return (
-            f"the encoded record is {len(line):,} bytes, more than a request may carry "
-            f"({batcher.max_bytes:,} bytes)"
-        )
-    return line
-
-
-def _settled(job: Job) -> bool:
-    """Whether a job no longer holds the account's job slot.
-
-    Terminal statuses settle it; so does a status this SDK does not know once every row is
-    reported complete (a newer server-side "done" state must not hang an import).
-    """
-    if job.is_terminal:
-        return True
-    return (
-        job.status is JobStatus.UNKNOWN
-        and job.total_rows is not None
-        and job.completed_rows is not None
-        and job.completed_rows >= job.total_rows
-    )

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._bulk._batching import Batcher
-from .._bulk._pipeline import check_record
+from .._bulk._records import check_record
 from .._bulk._sources import read_source
 from .._client import AsyncAnalytex
 from .._constants import MAX_RECORDS

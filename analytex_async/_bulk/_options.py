@@ -1,0 +1,59 @@
+"""The options of one import, checked once when the import starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import attrs
+
+from .._constants import MAX_RECORDS
+from .._errors import ValidationError
+from .._models import ImportProgress, Rejection
+from .._types import SourceFormat
+from ._batching import MAX_BATCH_BYTES
+
+ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
+RejectionCallback = Callable[[Rejection], Awaitable[None] | None]
+OnInvalid = Literal["skip", "raise"] | RejectionCallback
+"""``"skip"``, ``"raise"``, or a callable (sync or async) that receives every ``Rejection``."""
+
+
+@attrs.frozen
+class ImportOptions:
+    """The checked options of one import.
+
+    Attributes:
+        batch_size: Records per batch at most (1 to 10,000).
+        wait: Whether to wait for the last jobs to finish before returning.
+        on_invalid: ``"skip"`` (report a ``Rejection``), ``"raise"`` (``ValidationError``), or
+            a callable (sync or async) that receives every ``Rejection`` as it happens.
+        on_progress: Called with an ``ImportProgress`` after each step (sync or async).
+        format: The file format when it cannot be told from the source's name.
+        max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
+            multipart framing; lower only in tests).
+        journal: Where to record accepted batches durably, and whence to resume.
+    """
+
+    batch_size: int = MAX_RECORDS
+    wait: bool = True
+    on_invalid: OnInvalid = "skip"
+    on_progress: ProgressCallback | None = None
+    format: SourceFormat | None = None
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    journal: str | os.PathLike[str] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RECORDS:
+            raise ValidationError(
+                f"must be an integer from 1 to {MAX_RECORDS:,}, got {size!r}", field="batch_size"
+            )
+        if not callable(self.on_invalid) and self.on_invalid not in ("skip", "raise"):
+            raise ValidationError(
+                f"must be 'skip', 'raise' or a callable, got {self.on_invalid!r}",
+                field="on_invalid",
+            )
+        if self.on_progress is not None and not callable(self.on_progress):
+            raise ValidationError("must be callable", field="on_progress")
