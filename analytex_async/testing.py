@@ -4,10 +4,14 @@ Two tools:
 
 * :class:`EmulatedAnalytex` wires an :class:`~analytex_async.AsyncAnalytex` to an in-process
   :class:`~analytex_async.emulator.Emulator` through ``httpx.ASGITransport``: real requests,
-  real validation, real jobs, no socket. Works on asyncio and trio. Needs the ``emulator`` extra.
+  real validation, real jobs, no socket. Works on asyncio and trio.
 * :func:`mock_api` is a respx router with one route per API call already answering like the
   real API, plus :func:`job_response` and :func:`error_response` to script other answers.
-  Needs ``respx``.
+
+Both need the ``testing`` extra (``pip install "analytex-async[testing]"``: respx and the
+emulator's server). This module imports without it, so it can be a pytest plugin in any
+project: the emulator and respx are imported only when a helper or fixture needs them, and a
+missing one is an ``ImportError`` that names the extra.
 
 As a pytest plugin (``pytest_plugins = ["analytex_async.testing"]`` in your ``conftest.py``)
 it also provides the fixtures ``analytex_emulator`` and ``analytex_client``.
@@ -34,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._client import AsyncAnalytex
-from .emulator import ConnectionDropped, Emulator
 
 if TYPE_CHECKING:
     import respx
+
+    from .emulator import ConnectionDropped, Emulator
 
 __all__ = [
     "EMULATED_BASE_URL",
@@ -56,6 +61,27 @@ TEST_API_KEY = "analytex-test-key"
 EMULATED_BASE_URL = "http://127.0.0.1"
 """The base URL of an in-process emulator (loopback, so plain http is allowed; no socket)."""
 
+_INSTALL_TESTING = 'pip install "analytex-async[testing]"'
+
+
+def _is_ours(error: ModuleNotFoundError) -> bool:
+    # A module of this package that fails to import is a bug to show as is, not a missing extra.
+    return (error.name or "").partition(".")[0] == "analytex_async"
+
+
+def _emulator_classes() -> tuple[type[Emulator], type[ConnectionDropped]]:
+    """Import the emulator on first use, so this module imports without its dependencies."""
+    try:
+        from .emulator import ConnectionDropped, Emulator  # noqa: PLC0415 - optional extra
+    except ModuleNotFoundError as exc:
+        if _is_ours(exc):
+            raise
+        raise ImportError(
+            f"the in-process emulator needs {exc.name!r}, which is not installed: "
+            f"{_INSTALL_TESTING}"
+        ) from exc
+    return Emulator, ConnectionDropped
+
 
 class EmulatorTransport(httpx.ASGITransport):
     """``httpx.ASGITransport`` for the emulator, with faults that look like the network's.
@@ -71,6 +97,7 @@ class EmulatorTransport(httpx.ASGITransport):
     def __init__(self, emulator: Emulator) -> None:
         super().__init__(app=emulator.app)
         self.emulator = emulator
+        self._connection_dropped = _emulator_classes()[1]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send a request to the emulator in process.
@@ -86,7 +113,7 @@ class EmulatorTransport(httpx.ASGITransport):
         """
         try:
             return await super().handle_async_request(request)
-        except ConnectionDropped as exc:
+        except self._connection_dropped as exc:
             raise httpx.RemoteProtocolError(
                 "peer closed connection without sending complete message body", request=request
             ) from exc
@@ -100,6 +127,10 @@ class EmulatedAnalytex:
         api_key: The client's API key.
         **client_options: More keyword arguments for ``AsyncAnalytex`` (for example
             ``max_retries=0`` or ``requests_per_minute=None``).
+
+    Raises:
+        ImportError: No ``emulator`` was given and the emulator's dependencies are not
+            installed (they come with the ``testing`` extra).
 
     Attributes:
         emulator: The emulator; inspect ``emulator.users``, ``.events``, ``.jobs``,
@@ -121,7 +152,7 @@ class EmulatedAnalytex:
         api_key: str = TEST_API_KEY,
         **client_options: Any,
     ) -> None:
-        self.emulator = emulator if emulator is not None else Emulator()
+        self.emulator = emulator if emulator is not None else _emulator_classes()[0]()
         self._api_key = api_key
         self._client_options = client_options
         self._http_client: httpx.AsyncClient | None = None
@@ -292,6 +323,9 @@ def mock_api(
     Yields:
         The mock, with a route per call.
 
+    Raises:
+        ImportError: respx is not installed (it comes with the ``testing`` extra).
+
     Examples:
         ```python
         with mock_api() as api:
@@ -301,7 +335,12 @@ def mock_api(
                     await client.track("u1", "")
         ```
     """
-    import respx  # noqa: PLC0415 - an optional, test-time dependency
+    try:
+        import respx  # noqa: PLC0415 - an optional, test-time dependency
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            f"mock_api needs respx, which is not installed: {_INSTALL_TESTING}"
+        ) from exc
 
     with respx.mock(base_url=base_url, assert_all_called=assert_all_called) as router:
         yield MockAPI(router)
@@ -316,7 +355,7 @@ else:
     @pytest.fixture
     def analytex_emulator() -> Emulator:
         """A fresh in-process emulator with default settings."""
-        return Emulator()
+        return _emulator_classes()[0]()
 
     @pytest.fixture
     async def analytex_client(analytex_emulator: Emulator) -> AsyncIterator[AsyncAnalytex]:

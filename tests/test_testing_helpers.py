@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from analytex_async import (
@@ -69,3 +74,52 @@ async def test_emulated_client_is_only_available_inside_the_block() -> None:
         client = analytex.client
     assert client.is_closed
     assert "EmulatedAnalytex(" in repr(emulated)
+
+
+# A fresh interpreter where some optional dependencies cannot be imported: a ``None`` entry in
+# ``sys.modules`` makes ``import name`` (and every ``name.sub``) raise ModuleNotFoundError.
+WITHOUT = """
+import json, sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None
+import analytex_async.testing as testing
+outcome = {"emulator_imported": "analytex_async.emulator" in sys.modules}
+try:
+    {action}
+except Exception as exc:
+    outcome.update(type=type(exc).__name__, message=str(exc))
+print(json.dumps(outcome))
+"""
+
+
+def run_without(modules: list[str], action: str) -> dict[str, object]:
+    script = textwrap.dedent(WITHOUT).replace("{action}", action)
+    done = subprocess.run(
+        [sys.executable, "-c", script, ",".join(modules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_module_imports_without_the_emulator_and_asking_for_it_names_the_extra() -> None:
+    outcome = run_without(["starlette", "uvicorn"], "testing.EmulatedAnalytex()")
+    assert outcome["emulator_imported"] is False
+    assert outcome["type"] == "ImportError"
+    assert "starlette" in str(outcome["message"])
+    assert 'pip install "analytex-async[testing]"' in str(outcome["message"])
+
+
+def test_the_module_imports_without_respx_and_mock_api_names_the_extra() -> None:
+    outcome = run_without(["respx"], "testing.mock_api().__enter__()")
+    assert outcome["type"] == "ImportError"
+    assert "respx" in str(outcome["message"])
+    assert 'pip install "analytex-async[testing]"' in str(outcome["message"])
+
+
+def test_the_module_imports_with_no_extra_at_all() -> None:
+    outcome = run_without(["starlette", "uvicorn", "respx", "click", "rich", "redis"], "pass")
+    assert outcome == {"emulator_imported": False}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import http
 import json
 from collections.abc import Mapping
+from typing import cast
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["ApiError", "error_body", "error_name", "error_response"]
+__all__ = ["ApiError", "answer_error", "error_body", "error_name", "error_response"]
 
 
 # Fixed names: http.HTTPStatus phrases change between Python versions (413, 422).
@@ -86,3 +89,17 @@ def error_response(error: ApiError) -> Response:
         headers=error.headers,
         media_type="application/json",
     )
+
+
+async def answer_error(request: Request, exc: Exception) -> Response:
+    """Starlette's handler for :class:`ApiError` and its own ``HTTPException`` (404, 405).
+
+    Routing errors get the documented error body too, so a client sees one error shape
+    whatever went wrong.
+    """
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    http_exc = cast(HTTPException, exc)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(http_exc.status_code, "http_error")
+    message = f"{request.method} {request.url.path}: {http_exc.detail}"
+    return error_response(ApiError(http_exc.status_code, code, message, headers=http_exc.headers))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["MinimumInterval", "SlidingWindow"]
+import attrs
+
+__all__ = ["AccountLimits", "MinimumInterval", "SlidingWindow"]
 
 
 class SlidingWindow:
@@ -53,3 +55,12 @@ class MinimumInterval:
             return self._last + interval - now
         self._last = now
         return None
+
+
+@attrs.define
+class AccountLimits:
+    """The rate counters of one account: identify and track windows, the delete interval."""
+
+    identify: SlidingWindow = attrs.Factory(SlidingWindow)
+    track: SlidingWindow = attrs.Factory(SlidingWindow)
+    delete: MinimumInterval = attrs.Factory(MinimumInterval)

@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
-import anyio.lowlevel
+import sniffio
 
 from ._app import Emulator
 from ._faults import ConnectionDropped
@@ -73,7 +73,7 @@ async def serve(
         ...     async with serve(Emulator()) as base_url:
         ...         print(base_url)
     """
-    if not anyio.lowlevel.current_token().backend_class.__module__.endswith("_asyncio"):
+    if sniffio.current_async_library() != "asyncio":
         raise RuntimeError(
             "serve() runs uvicorn, which needs asyncio; under trio use "
             "httpx.ASGITransport(app=emulator.app)"

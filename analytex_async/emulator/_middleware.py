@@ -1,0 +1,166 @@
+"""The emulator's front door: fault injection before the routes, the request log around them.
+
+One pure ASGI wrapper sits outside Starlette's routing so that an injected fault answers (or
+stalls, or drops) a request before any rule of the API runs, and so that every request lands
+in the request log, whether a route, a fault or an error answered it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, cast
+from urllib.parse import quote
+
+import anyio
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import error_body
+from ._faults import ConnectionDropped, Fault
+from ._store import ReceivedRequest
+
+if TYPE_CHECKING:
+    from ._app import Emulator
+
+__all__ = ["FrontDoor", "RequestNote", "note_of"]
+
+logger = logging.getLogger("analytex_async.emulator")
+
+_NOTE = "analytex_async.emulator.note"
+
+
+@attrs.define
+class RequestNote:
+    """What the handling of one request learned, for its entry in the request log.
+
+    The front door puts one in the ASGI scope; the route fills in what only it can know
+    (the account, the record count, the body size).
+    """
+
+    status: int | None = None
+    records: int | None = None
+    body_size: int = 0
+    account: str | None = None
+    fault: Fault | None = None
+
+
+def note_of(request: Request) -> RequestNote:
+    """Return the note the front door attached to ``request``."""
+    return cast(RequestNote, request.scope[_NOTE])
+
+
+class FrontDoor:
+    """Pure ASGI middleware: fault injection first, then the request log around everything.
+
+    Args:
+        app: The Starlette app with the API's routes.
+        emulator: The emulator whose faults, clock and request log are used.
+    """
+
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # pragma: no cover - lifespan is off when we serve
+            await self.app(scope, receive, send)
+            return
+        emulator = self.emulator
+        arrived = emulator._now()
+        note = RequestNote()
+        scope[_NOTE] = note
+
+        async def send_noting_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                note.status = message["status"]
+            await send(message)
+
+        try:
+            fault = emulator.faults.take(scope["method"], scope["path"])
+            note.fault = fault
+            if fault is not None and await _inject(fault, scope, receive, send_noting_status):
+                return
+            await self.app(scope, receive, send_noting_status)
+        except ConnectionDropped:
+            note.status = None  # started, never completed
+            raise
+        finally:
+            _log_request(emulator, scope, arrived, note)
+
+
+async def _inject(fault: Fault, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Apply a fault; return whether it answered the request itself."""
+    if fault.delay:
+        await anyio.sleep(fault.delay)
+    if fault.drop_connection:
+        # A Content-Length promising bytes that never come: the client sees the connection
+        # close mid-response. Raising after the start makes the server abort the connection.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": fault.status or 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"1024"),
+                ],
+            }
+        )
+        raise ConnectionDropped(f"fault: connection dropped on {scope['method']} {scope['path']}")
+    if fault.status is None:
+        return False
+    body = fault.body
+    if body is None:
+        content = (
+            json.dumps(
+                error_body(fault.status, "injected_fault", "a fault injected by the emulator")
+            ).encode()
+            if fault.status >= 400
+            else b""
+        )
+        media = "application/json"
+    elif isinstance(body, bytes | str):
+        content = body.encode() if isinstance(body, str) else body
+        media = "text/plain; charset=utf-8"
+    else:
+        content = json.dumps(body).encode()
+        media = "application/json"
+    response = Response(content, status_code=fault.status, headers=dict(fault.headers))
+    if "content-type" not in {name.lower() for name in fault.headers} and content:
+        response.headers["content-type"] = media
+    await response(scope, receive, send)
+    return True
+
+
+def _log_request(emulator: Emulator, scope: Scope, arrived: float, note: RequestNote) -> None:
+    """Append the request to ``emulator.requests``, without its Authorization header."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.decode("latin-1").lower()
+        if name == "authorization":
+            continue
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(scope["path"])
+    entry = ReceivedRequest(
+        method=scope["method"],
+        path=path,
+        time=arrived,
+        status=note.status,
+        records=note.records,
+        body_size=note.body_size,
+        account=note.account,
+        headers=headers,
+        fault=note.fault,
+    )
+    requests = emulator.requests
+    requests.append(entry)
+    limit = emulator.request_log_limit
+    if limit is not None and len(requests) > limit + max(1, limit // 10):
+        del requests[: len(requests) - limit]  # trim in batches, not per request
+    logger.debug(
+        "%s %s -> %s (%s)", entry.method, entry.path, entry.status, entry.account or "anonymous"
+    )
