@@ -356,7 +356,6 @@ class Transport:
         *,
         body: BodyFactory | None = None,
         window: RequestSlots | None = None,
-        retry_statuses: frozenset[int] = frozenset(),
         on_retry: RetryHook | None = None,
     ) -> httpx.Response:
         """Send a request, retrying what is safe to retry, and return the 2xx response.
@@ -366,7 +365,6 @@ class Transport:
             path: The path below the base URL, already percent-encoded.
             body: Builds the body afresh for each attempt.
             window: A rate window every attempt must fit in.
-            retry_statuses: Statuses to retry besides 408, 429 and 5xx.
             on_retry: Called before each retry's wait with the failure and the delay.
 
         Returns:
@@ -418,9 +416,7 @@ class Transport:
                     return response
                 error = self._status_error(request, response, path, attempt)
                 status = response.status_code
-                retryable = (
-                    status in RETRYABLE_STATUSES or status in retry_statuses or (status >= 500)
-                )
+                retryable = status in RETRYABLE_STATUSES or status >= 500
             if not retryable or attempt > self.retry.max_retries:
                 raise error from cause
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
