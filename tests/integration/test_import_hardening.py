@@ -29,6 +29,7 @@ from analytex_async import (
     RowGovernor,
 )
 from analytex_async._bulk import _journal
+from analytex_async._bulk._jobs import is_finished
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -151,8 +152,6 @@ async def test_wait_for_job_finishes_an_unknown_status_once_every_row_is_complet
 
 
 def test_the_one_finished_rule() -> None:
-    from analytex_async._bulk._jobs import is_finished
-
     assert is_finished(Job("j", JobStatus.COMPLETED))
     assert is_finished(Job("j", JobStatus.FAILED))
     assert not is_finished(Job("j", JobStatus.PROCESSING, total_rows=5, completed_rows=5))
