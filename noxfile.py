@@ -44,11 +44,12 @@ def tests_all_pythons(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff")
+    """ruff check, ruff format --check, and the architecture's import contracts."""
+    session.install("-e", ".[lint]")
     paths = [*PYTHON_PATHS, *(["benchmarks"] if Path("benchmarks").is_dir() else [])]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    session.run("lint-imports")
 
 
 @nox.session
@@ -65,7 +66,7 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
-BENCHMARKS = ["throughput", "memory", "stall", "governor", "end_to_end", "peers"]
+BENCHMARKS = ["throughput", "memory", "stall", "end_to_end", "peers"]
 
 
 @nox.session
