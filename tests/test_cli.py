@@ -30,12 +30,9 @@ from rich.console import Console
 
 from analytex_async import AsyncAnalytex, ImportProgress
 from analytex_async.cli._commands import cli
+from analytex_async.cli._display import PlainImportDisplay, RichImportDisplay
 from analytex_async.cli._import import count_records
-from analytex_async.cli._progress import (
-    ImportWatch,
-    PlainImportDisplay,
-    RichImportDisplay,
-)
+from analytex_async.cli._progress import ImportWatch
 from analytex_async.emulator import Account, Emulator, serve
 
 FAST = 600_000  # rows a minute: jobs of a few rows complete in milliseconds
@@ -305,16 +302,6 @@ def test_the_journal_makes_a_second_run_skip_what_was_accepted(
     summary = json.loads(again.stdout)
     assert (summary["rows_sent"], summary["rows_skipped"]) == (0, 12)
     assert len(served.account(key).jobs) == 3
-
-
-def test_journal_is_refused_when_the_library_has_none(
-    run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr("analytex_async.cli._commands.journal_supported", lambda: False)
-    source = write_ndjson(tmp_path / "users.ndjson", users(1))
-    result = run("import", "users", str(source), "--journal", str(tmp_path / "j"))
-    assert result.exit_code == 2
-    assert one_error_line(result).endswith("--journal is not available yet")
 
 
 # -- usage and configuration errors ---------------------------------------------------------------

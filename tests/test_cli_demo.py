@@ -17,8 +17,10 @@ from rich.console import Console
 
 from analytex_async.cli._commands import cli
 from analytex_async.cli._demo import planted_positions, write_sample
-from analytex_async.cli._import import ImportRequest, validate_only
-from analytex_async.cli._progress import ImportWatch, PlainImportDisplay
+from analytex_async.cli._display import PlainImportDisplay
+from analytex_async.cli._import import validate_only
+from analytex_async.cli._progress import ImportWatch
+from analytex_async.cli._report import ImportRequest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

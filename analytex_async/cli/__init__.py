@@ -1,7 +1,7 @@
 """The ``analytex-async`` command (and ``python -m analytex_async``).
 
-The commands live in ``_cli_commands``; this module only makes a missing ``cli`` extra a clear
-one-line error rather than a traceback.
+The commands live in ``_commands`` (which assembles the click group); this module only makes a
+missing ``cli`` extra a clear one-line error rather than a traceback.
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ import attrs
 from rich.console import Console
 
 from .._client import AsyncAnalytex
-from ._import import ImportReport, ImportRequest, print_summary, run_import
-from ._progress import ImportDisplay, count
+from ._display import ImportDisplay
+from ._import import run_import
+from ._progress import count
+from ._report import ImportReport, ImportRequest
+from ._summary import print_summary
 
 DEMO_USERS = 50_000
 DEMO_RATE = 600_000.0
