@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 
 import pytest
 
 from analytex_async import AsyncAnalytex, ConflictError
 from analytex_async.cli import main
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ._net import free_port, wait_for_port
 
 
 @pytest.fixture
-def served_emulator() -> object:
+def served_emulator() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "analytex_async", "emulator", "--port", str(port),
@@ -28,13 +23,7 @@ def served_emulator() -> object:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
+    if not wait_for_port(port, process=process):
         process.kill()
         pytest.fail(f"the emulator did not start: {process.communicate()[1].decode()}")
     assert process.stdout is not None

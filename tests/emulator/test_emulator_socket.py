@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from analytex_async.emulator import Emulator, serve
+
+from .._net import free_port, wait_for_port
 
 KEY = "socket-key-secret"
 
@@ -106,12 +106,6 @@ async def test_serve_explains_that_it_needs_asyncio(anyio_backend):
             pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_run_serves_until_stopped_and_hides_dropped_connection_tracebacks():
     port = free_port()
     script = (
@@ -129,16 +123,8 @@ def test_run_serves_until_stopped_and_hides_dropped_connection_tracebacks():
     )
     try:
         base_url = f"http://127.0.0.1:{port}"
+        assert wait_for_port(port, process=process), "the emulator did not start"
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Token {KEY}"}) as client:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    client.get("/v1/background_jobs")
-                    break
-                except httpx.ConnectError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise
-                    time.sleep(0.05)
             with pytest.raises(httpx.RemoteProtocolError):
                 client.post("/v1/identify", json={"user_id": "u1"})
             assert client.post("/v1/identify", json={"user_id": "u1"}).status_code == 202

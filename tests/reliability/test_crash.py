@@ -30,6 +30,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from analytex_async.emulator import Emulator, serve
 
+from .._net import wait_until
 from .conftest import REPORT, CrashFigures, SubmitLog, user_records
 
 SEED = int(os.environ.get("ANALYTEX_CRASH_SEED", "20250607"))
@@ -77,16 +78,20 @@ def wait_for(
     portal: BlockingPortal, log: SubmitLog, count: int, process: subprocess.Popen[str]
 ) -> bool:
     """Wait until the server accepted ``count`` batches; False if the client exited first."""
-    deadline = time.monotonic() + 30
-    while portal.call(lambda: len(log.accepted)) < count:
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            pytest.fail("the import made no progress for 30 s")
-        time.sleep(0.005)
-    return True
+    if wait_until(
+        lambda: portal.call(lambda: len(log.accepted)) >= count,
+        timeout=30,
+        process=process,
+        interval=0.005,
+    ):
+        return True
+    if process.poll() is None:
+        pytest.fail("the import made no progress for 30 s")
+    return False
 
 
+# Real processes and a real socket: a SIGKILL cannot land on a mocked clock.
+@pytest.mark.slow
 def test_sigkilled_imports_resume_from_the_journal_and_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(SEED)  # noqa: S311 - reproducible kill points, not secrets
     source = tmp_path / "users.ndjson"

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import inspect
 import ipaddress
 import logging
@@ -23,23 +22,18 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import httpx
 import pytest
+import trustme
 from anyio.streams.tls import TLSListener
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import analytex_async.emulator
 from analytex_async import (
@@ -54,6 +48,7 @@ from analytex_async._config import is_loopback_host
 from analytex_async.cli._commands import cli
 from analytex_async.emulator import Emulator, serve
 
+from .._net import free_port, wait_for_port
 from .conftest import Elsewhere, user_records
 
 pytestmark = pytest.mark.anyio
@@ -128,10 +123,8 @@ async def test_the_emulator_logs_never_hold_a_key_even_at_trace_level(
         assert all(key not in repr(r) and key not in str(r.headers) for r in emulator.requests)
 
 
-def test_the_emulator_command_at_trace_level_never_prints_the_key(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_the_emulator_command_at_trace_level_never_prints_the_key() -> None:
+    port = free_port()
     script = (
         "from analytex_async.emulator import Emulator, run\n"
         f"run(port={port}, log_level='trace', emulator=Emulator(api_keys={{{KEY!r}}}))\n"
@@ -140,16 +133,9 @@ def test_the_emulator_command_at_trace_level_never_prints_the_key(tmp_path: Path
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
+        assert wait_for_port(port, process=process), "the emulator did not start"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    client.get("/v1/background_jobs")
-                    break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline
-                    assert process.poll() is None
-                    time.sleep(0.05)
+            client.get("/v1/background_jobs")
             for key in (KEY, WRONG_KEY):
                 client.post(
                     "/v1/identify",
@@ -250,40 +236,14 @@ async def test_import_errors_never_hold_the_key_whatever_the_server_echoes(
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a self-signed certificate for 127.0.0.1, and a client context
-    that trusts exactly that certificate."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "analytex-test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(private, hashes.SHA256())
-    )
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+def untrusted_certificate() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1 issued by a throwaway authority that
+    no system trusts, and a client context that trusts exactly that authority."""
+    authority = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+    authority.configure_trust(client)
     return server, client
 
 
@@ -329,8 +289,8 @@ async def test_the_clients_own_http_client_verifies_certificates_and_hostnames()
     assert not options & {"verify", "ssl", "ssl_context", "cert", "insecure", "trust_env"}
 
 
-async def test_a_self_signed_certificate_is_refused_before_the_key_is_sent(tmp_path: Path) -> None:
-    server_context, trusting = self_signed(tmp_path)
+async def test_a_certificate_from_an_unknown_authority_is_refused_before_the_key_is_sent() -> None:
+    server_context, trusting = untrusted_certificate()
     server = TLSServer(server_context)
     async with server.running() as url:
         async with AsyncAnalytex(api_key=KEY, base_url=url, retry_policy=FAST) as client:
