@@ -10,33 +10,34 @@ from typing import Any
 import anyio
 import httpx
 
+from ._bodies import (
+    BulkRecord,
+    bulk_json_body,
+    delete_body,
+    identify_body,
+    identify_company_body,
+    sized_json,
+    track_body,
+)
 from ._bulk._jobs import fetch_job, fetch_jobs, job_of, wait_until_finished
 from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
 from ._bulk._pipeline import ImportRun
-from ._config import api_key_hash, check_api_key, check_positive, is_positive, resolve_base_url
-from ._constants import DELETE_INTERVAL, MAX_RECORDS, MAX_REQUEST_BYTES
-from ._errors import ConfigurationError, JobFailedError, ValidationError
-from ._models import Company, ImportResult, Job, JobStatus, User
-from ._transport import RetryPolicy, Transport, bytes_body, encode_json
-from ._types import BodyFactory, RecordKind, RequestSlots, SourceFormat
-from ._validation import bulk_record, check_metadata, company_reference, require_id
+from ._config import (
+    api_key_hash,
+    check_api_key,
+    check_positive,
+    check_whole,
+    is_positive,
+    resolve_base_url,
+)
+from ._constants import DELETE_INTERVAL, MAX_RECORDS
+from ._errors import JobFailedError, ValidationError
+from ._models import Company, ImportResult, Job, JobStatus
+from ._transport import RetryPolicy, Transport
+from ._types import RecordKind, RequestSlots, SourceFormat
+from ._validation import require_id
 from .governors._local import Governor, KeyScoped, RowGovernor, SharedRequestWindows
 from .governors._windows import RequestWindow
-
-BulkRecord = User | Company | Mapping[str, Any]
-"""A record for the bulk calls: a model object or a mapping with the API's field names."""
-
-
-def _sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
-    """Encode a checked JSON body, refusing one the API would answer with 413."""
-    content = encode_json(body)
-    if len(content) > MAX_REQUEST_BYTES:
-        raise ValidationError(
-            f"the request body is {len(content):,} bytes, over the API's "
-            f"{MAX_REQUEST_BYTES:,}-byte limit{hint}",
-            field=field,
-        )
-    return bytes_body(content, "application/json")
 
 
 class AsyncAnalytex:
@@ -93,28 +94,12 @@ class AsyncAnalytex:
         check_positive("timeout", timeout, allow_none=True)
         check_positive("rows_per_minute", rows_per_minute)
         check_positive("requests_per_minute", requests_per_minute, allow_none=True)
-        if (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or (max_concurrency < 1)
-        ):
-            raise ConfigurationError(
-                f"max_concurrency must be a positive integer, got {max_concurrency!r}"
-            )
+        check_whole("max_concurrency", max_concurrency, minimum=1)
         if retry_policy is None:
-            if (
-                isinstance(max_retries, bool)
-                or not isinstance(max_retries, int)
-                or (max_retries < 0)
-            ):
-                raise ConfigurationError(
-                    f"max_retries must be a non-negative integer, got {max_retries!r}"
-                )
+            check_whole("max_retries", max_retries, minimum=0)
             retry_policy = RetryPolicy(max_retries=max_retries)
-        if requests_per_minute is not None and not isinstance(requests_per_minute, int):
-            raise ConfigurationError(
-                f"requests_per_minute must be an integer, got {requests_per_minute!r}"
-            )
+        if requests_per_minute is not None:
+            check_whole("requests_per_minute", requests_per_minute, minimum=1)
         self.base_url = url
         self.rows_per_minute = float(rows_per_minute)
         self.requests_per_minute = requests_per_minute
@@ -221,14 +206,9 @@ class AsyncAnalytex:
             APIError: The request failed (see the subclasses).
         """
         self._check_open()
-        body: dict[str, Any] = {"user_id": require_id(user_id, "user_id")}
-        props = check_metadata(metadata, primitives_only=False)
-        if props:
-            body["metadata"] = props
-        if company is not None:
-            body["company"] = company_reference(company)
+        body = sized_json(identify_body(user_id, metadata, company), "metadata")
         await self._transport.request(
-            "POST", "/v1/identify", body=_sized_json(body, "metadata"), window=self._identify_window
+            "POST", "/v1/identify", body=body, window=self._identify_window
         )
 
     async def identify_company(
@@ -245,15 +225,9 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         self._check_open()
-        body: dict[str, Any] = {"company_id": require_id(company_id, "company_id")}
-        props = check_metadata(metadata, primitives_only=False)
-        if props:
-            body["metadata"] = props
+        body = sized_json(identify_company_body(company_id, metadata), "metadata")
         await self._transport.request(
-            "POST",
-            "/v1/companies/identify",
-            body=_sized_json(body, "metadata"),
-            window=self._identify_window,
+            "POST", "/v1/companies/identify", body=body, window=self._identify_window
         )
 
     async def track(
@@ -271,40 +245,14 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         self._check_open()
-        body: dict[str, Any] = {
-            "user_id": require_id(user_id, "user_id"),
-            "event_name": require_id(event_name, "event_name"),
-        }
-        props = check_metadata(metadata, primitives_only=False)
-        if props:
-            body["metadata"] = props
-        await self._transport.request(
-            "POST", "/v1/track", body=_sized_json(body, "metadata"), window=self._track_window
-        )
+        body = sized_json(track_body(user_id, event_name, metadata), "metadata")
+        await self._transport.request("POST", "/v1/track", body=body, window=self._track_window)
 
     # -- bulk JSON calls ---------------------------------------------------------------------
 
     async def _bulk_json(self, path: str, key: str, records: Iterable[BulkRecord]) -> Job:
         self._check_open()
-        if isinstance(records, (str, bytes, Mapping, User, Company)):
-            raise ValidationError(
-                f"pass a list of records, not a single {type(records).__name__}", field=key
-            )
-        kind: RecordKind = "user" if key == "users" else "company"
-        wire = []
-        for position, record in enumerate(records):
-            if position >= MAX_RECORDS:
-                raise ValidationError(
-                    f"more than {MAX_RECORDS:,} records in one bulk call; use "
-                    f"import_{key}() to send any number in governed batches",
-                    field=key,
-                    position=position,
-                )
-            wire.append(bulk_record(record, kind, position=position))
-        if not wire:
-            raise ValidationError("at least one record is needed", field=key)
-        body = _sized_json({key: wire}, key, hint=f"; use import_{key}() to split it")
-        response = await self._transport.request("POST", path, body=body)
+        response = await self._transport.request("POST", path, body=bulk_json_body(key, records))
         return job_of(response, f"POST {path}", self._transport.redact)
 
     async def bulk_identify(self, users: Iterable[BulkRecord]) -> Job:
@@ -384,7 +332,9 @@ class AsyncAnalytex:
             batch_size: Records per batch at most (1 to 10,000).
             wait: Wait for the last jobs to finish before returning.
             on_invalid: ``"skip"`` to report invalid records as ``Rejection`` entries of the
-                result, ``"raise"`` to stop at the first with ``ValidationError``.
+                result (the first 1,000 kept, all counted in ``rows_rejected``), ``"raise"``
+                to stop at the first with ``ValidationError``, or a callable (sync or async)
+                that receives every ``Rejection`` as it happens (e.g. to stream them to a file).
             on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
             journal: A file in which every accepted batch is recorded durably. Run the same
@@ -427,7 +377,7 @@ class AsyncAnalytex:
                 column).
             batch_size: Records per batch at most (1 to 10,000).
             wait: Wait for the last jobs to finish before returning.
-            on_invalid: ``"skip"`` or ``"raise"``.
+            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
             on_progress: Called with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
             journal: A file recording accepted batches, to resume from (see ``import_users``).
@@ -530,14 +480,8 @@ class AsyncAnalytex:
 
     async def _delete(self, path: str, key: str, ids: Iterable[str]) -> None:
         self._check_open()
-        if isinstance(ids, (str, bytes)):
-            raise ValidationError(f"pass a list of ids, not a single {type(ids).__name__}")
-        checked = [require_id(i, key, position=n) for n, i in enumerate(ids)]
-        if not checked:
-            raise ValidationError("at least one id is needed", field=key)
-        await self._transport.request(
-            "DELETE", path, body=_sized_json({key: checked}, key), window=self._delete_window
-        )
+        body = delete_body(key, ids)
+        await self._transport.request("DELETE", path, body=body, window=self._delete_window)
 
     async def delete_users(self, user_ids: Iterable[str]) -> None:
         """Ask the server to delete users (``DELETE /v1/users``); it applies deletions daily.

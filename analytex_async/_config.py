@@ -140,3 +140,21 @@ def check_positive(name: str, value: float | None, *, allow_none: bool = False) 
         return
     if not is_positive(value):
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_whole(name: str, value: object, *, minimum: int) -> None:
+    """Check that a setting is a whole number of at least ``minimum``.
+
+    Args:
+        name: The setting's name, for the message.
+        value: Its value.
+        minimum: The least value allowed.
+
+    Raises:
+        ConfigurationError: ``value`` is not an ``int`` (``bool`` is refused) or is too small.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative" if minimum == 0 else "an"
+        raise ConfigurationError(f"{name} must be {kind} integer, got {value!r}")
