@@ -8,14 +8,12 @@ in process through click's ``CliRunner``; Ctrl-C is tested in a subprocess.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,14 +24,12 @@ import anyio.to_thread
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from click.testing import CliRunner, Result
-from rich.console import Console
 
-from analytex_async import AsyncAnalytex, ImportProgress
+from analytex_async import AsyncAnalytex
 from analytex_async.cli._commands import cli
-from analytex_async.cli._display import PlainImportDisplay, RichImportDisplay
-from analytex_async.cli._import import count_records
-from analytex_async.cli._progress import ImportWatch
 from analytex_async.emulator import Account, Emulator, serve
+
+from ._net import wait_until
 
 FAST = 600_000  # rows a minute: jobs of a few rows complete in milliseconds
 QUICK = ("--rows-per-minute", str(FAST))  # and the client keeps to the same pace
@@ -184,6 +180,58 @@ def test_a_rejects_file_is_rewritten_empty_when_nothing_is_rejected(
     result = run("import", "users", str(source), "--rejects", str(rejects))
     assert result.exit_code == 0, result.output
     assert rejects.read_text(encoding="utf-8") == ""
+
+
+def write_mostly_bad(path: Path, bad: int, good: int) -> Path:
+    """``bad`` records without an id, then ``good`` valid users: one per line."""
+    lines = [json.dumps({"metadata": {"n": n}}) for n in range(bad)]
+    lines += [json.dumps(user) for user in users(good)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_rejects_file_holds_every_rejection_beyond_the_1000_an_import_keeps(
+    run: Callable[..., Result], served: Served, key: str, tmp_path: Path
+) -> None:
+    source = write_mostly_bad(tmp_path / "users.ndjson", bad=1_500, good=5)
+    rejects = tmp_path / "rejects.ndjson"
+    result = run("import", "users", str(source), "--rejects", str(rejects), "--json", *QUICK)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["rows_read"], summary["rows_rejected"], summary["rows_sent"]) == (1505, 1500, 5)
+    assert len(summary["rejected"]) == 1_000  # the result keeps the first 1,000
+    entries = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert [e["position"] for e in entries] == list(range(1_500))
+    assert [e["line"] for e in entries] == list(range(1, 1_501))
+    assert entries[1_499]["record"] == {"metadata": {"n": 1_499}}
+    assert all("user_id" in e["reason"] for e in entries)
+    assert len(served.account(key).users) == 5
+
+
+def test_the_summary_counts_every_rejection_and_lists_the_first(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    source = write_mostly_bad(tmp_path / "users.ndjson", bad=1_200, good=1)
+    result = run("import", "users", str(source), *QUICK)
+    assert result.exit_code == 1, result.output
+    assert "rejected   1,200 rows" in result.stdout
+    assert "Rejected records (1,200):" in result.stdout
+    assert "... and 1,190 more (--rejects FILE saves them all)" in result.stdout
+
+
+def test_a_dry_run_streams_every_rejection_too(
+    run: Callable[..., Result], served: Served, key: str, tmp_path: Path
+) -> None:
+    source = write_mostly_bad(tmp_path / "users.ndjson", bad=1_200, good=3)
+    rejects = tmp_path / "rejects.ndjson"
+    result = run("import", "users", str(source), "--dry-run", "--json", "--rejects", str(rejects))
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["rows_rejected"], summary["rows_valid"]) == (1_200, 3)
+    assert len(summary["rejected"]) == 1_000
+    positions = [json.loads(line)["position"] for line in rejects.read_text().splitlines()]
+    assert positions == list(range(1_200))
+    assert not served.requests_of(key)
 
 
 def test_import_reads_stdin_with_a_dash_gzip_included(
@@ -436,6 +484,14 @@ def test_jobs_lists_the_accounts_jobs_as_a_table_or_json(
     assert {job["status"] for job in listed} == {"completed"}
 
 
+def job_polls(served: Served, key: str, job_id: str) -> list[Any]:
+    return [
+        r
+        for r in served.requests_of(key)
+        if r.method == "GET" and r.path.endswith(f"/background_jobs/{job_id}")
+    ]
+
+
 def test_job_shows_one_job_and_waits_for_it(
     run: Callable[..., Result], served: Served, key: str
 ) -> None:
@@ -452,11 +508,15 @@ def test_job_shows_one_job_and_waits_for_it(
     shown = run("job", job_id, "--json")
     assert shown.exit_code == 0
     assert json.loads(shown.stdout)["status"] in ("queued", "processing")
-    waited = run("job", job_id, "--wait")
+    polls_before = len(job_polls(served, key, job_id))
+    waited = run("job", job_id, "--wait", "--rows-per-minute", "6000")
     assert waited.exit_code == 0, waited.output
     assert "completed" in waited.stdout
     assert "100 / 100" in waited.stdout
     assert f"job {job_id}: completed" in waited.stderr
+    # The one job waiter's cadence: polled when the rows should be done (a second at 6,000
+    # rows a minute), not in a busy loop.
+    assert len(job_polls(served, key, job_id)) - polls_before <= 5
 
 
 def test_a_failed_job_exits_1_and_an_unknown_one_2(
@@ -490,8 +550,9 @@ def test_help_lists_every_command() -> None:
 def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     served: Served, key: str, tmp_path: Path
 ) -> None:
-    source = write_ndjson(tmp_path / "users.ndjson", users(300))
+    source = write_ndjson(tmp_path / "users.ndjson", [{"user_id": ""}, *users(300)])
     journal = tmp_path / "import.journal"
+    rejects = tmp_path / "rejects.ndjson"
     # SIGINT may be ignored in the parent (a background CI job): give the child Python's own.
     launcher = (
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -501,19 +562,18 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     env.update(ANALYTEX_API_KEY=key, ANALYTEX_BASE_URL=served.url)
     process = subprocess.Popen(
         [sys.executable, "-c", launcher, "import", "users", str(source), "--batch-size", "100",
-         "--rows-per-minute", "600", "--journal", str(journal)],
+         "--rows-per-minute", "600", "--journal", str(journal), "--rejects", str(rejects)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 15
         # The first batch goes at once; the next waits 10 s for the rate budget.
-        while not any(r.status == 202 for r in served.requests_of(key)):
-            assert time.monotonic() < deadline, "the first batch was never sent"
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.05)
+        sent = wait_until(
+            lambda: any(r.status == 202 for r in served.requests_of(key)), process=process
+        )
+        assert sent, f"the first batch was never sent: {process.communicate()}"
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=15)
@@ -524,127 +584,6 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     assert "Interrupted: import of users" in stdout
     assert "accepted 100 rows in 1 batch;" in stderr
     assert f"run the same command again: the journal {journal}" in stderr
+    assert f"{rejects} holds the 1 rejected record found before the stop" in stderr
+    assert json.loads(rejects.read_text(encoding="utf-8"))["position"] == 0
     assert key not in stdout + stderr
-
-
-# -- the displays ---------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_watch_measures_the_pace_after_the_first_batch_and_the_eta() -> None:
-    clock = FakeClock()
-    watch = ImportWatch(rows_per_minute=1_200, total=30_000, clock=clock)
-    assert watch.eta() == pytest.approx(30_000 * 60 / 1_200)  # the configured rate, at first
-    watch.update(ImportProgress(rows_read=20_000, rows_sent=10_000, batches_sent=1))
-    clock.now += 500
-    watch.update(ImportProgress(rows_read=30_000, rows_sent=15_000, rows_completed=10_000))
-    assert watch.rate() == pytest.approx(1_200)  # 10,000 rows paced the 500 s before batch 2
-    assert watch.eta() == pytest.approx(20_000 * 60 / 1_200)  # 30,000 less 10,000 completed
-    assert watch.waiting_text() == "reading and sending"
-    watch.update(ImportProgress(rows_sent=15_000, rows_rejected=3, waiting_for="rate"))
-    assert watch.expected_rows == 29_997
-    assert watch.waiting_text() == "waiting for the rate budget (1,200 rows/min)"
-
-
-def test_the_plain_display_writes_a_line_per_batch_and_a_progress_line() -> None:
-    clock = FakeClock()
-    stream = io.StringIO()
-    watch = ImportWatch(rows_per_minute=1_200, total=50_000, clock=clock)
-    display = PlainImportDisplay(watch, lambda: stream)
-    display.update(ImportProgress(rows_read=10_001, rows_sent=10_000, batches_sent=1))
-    clock.now += 65
-    display.update(ImportProgress(rows_read=20_001, rows_sent=10_000, waiting_for="job"))
-    assert stream.getvalue() == "analytex-async: batch 1 accepted: 10,000 rows (10,000 sent)\n"
-    assert watch.line(display.stages) == (
-        "[0:01:05] read 20,001 of 50,000, sent 10,000, completed 0, rejected 0; "
-        "rate -, ETA 0:41:40; waiting for the server's running job"
-    )
-
-
-def test_accepted_batches_are_noted_at_most_twice_a_second() -> None:
-    clock = FakeClock()
-    stream = io.StringIO()
-    display = PlainImportDisplay(ImportWatch(rows_per_minute=60_000, clock=clock), lambda: stream)
-    for batch in range(1, 6):
-        display.update(ImportProgress(rows_sent=batch * 10, batches_sent=batch))
-        clock.now += 0.2
-    assert stream.getvalue().splitlines() == [
-        "analytex-async: batch 1 accepted: 10 rows (10 sent)",
-        "analytex-async: batches 2-4 accepted: 30 rows (40 sent)",
-    ]
-
-
-def test_the_rich_display_draws_the_stages_the_rate_and_what_it_waits_for() -> None:
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=140, color_system=None)
-    watch = ImportWatch(rows_per_minute=600, total=1_000)
-    display = RichImportDisplay(watch, console)
-    with display:
-        display.update(ImportProgress(rows_read=400, rows_sent=300, batches_sent=3))
-        display.update(
-            ImportProgress(
-                rows_read=500, rows_sent=300, rows_completed=200, rows_rejected=2,
-                batches_sent=3, waiting_for="retry",
-            )
-        )  # fmt: skip
-        display.board.refresh()
-    drawn = out.getvalue()
-    assert "batches 1-3 accepted: 300 rows (300 sent)" in drawn
-    assert "500 / 1,000   50%" in drawn
-    assert "completed by the server" in drawn
-    assert "200 / 998" in drawn
-    assert "2 rejected" in drawn
-    assert "waiting for a retry after an error" in drawn
-
-
-def screen(output: str) -> list[str]:
-    """What a terminal shows after ``output``: text, newlines, cursor up, erase line."""
-    lines = [""]
-    row = 0
-    for match in re.finditer(r"\x1b\[\??([0-9;]*)([A-Za-z])|\r|\n|[^\x1b\r\n]+", output):
-        text = match.group(0)
-        if text == "\n":
-            row += 1
-            lines.extend([""] * (row + 1 - len(lines)))
-        elif match.group(2) == "A":
-            row -= int(match.group(1) or 1)
-        elif match.group(2) == "K":
-            lines[row] = ""
-        elif text not in ("\r",) and not text.startswith("\x1b"):
-            lines[row] += text
-    return [line for line in lines if line]
-
-
-def test_the_rich_board_redraws_in_place() -> None:
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=140, color_system=None)
-    watch = ImportWatch(rows_per_minute=600, total=1_000)
-    display = RichImportDisplay(watch, console)
-    with display:
-        for rows in range(100, 1_100, 100):
-            display.update(ImportProgress(rows_read=rows))
-            display.board.refresh()
-    shown = screen(out.getvalue())
-    assert [line.split()[0] for line in shown] == ["read", "sent", "completed", "0"]
-    assert "1,000 / 1,000  100%" in shown[0]
-    assert shown[-1].endswith("· done")
-
-
-def test_counting_records_ahead_reads_ndjson_csv_and_gzip(tmp_path: Path) -> None:
-    stop = threading.Event()
-    ndjson = tmp_path / "a.ndjson"
-    ndjson.write_bytes(b'{"user_id": "a"}\n\n{"user_id": "b"}')
-    assert count_records(ndjson, None, stop) == 2
-    csv_gz = tmp_path / "a.csv.gz"
-    csv_gz.write_bytes(gzip.compress(b"user_id\nu1\nu2\nu3\n"))
-    assert count_records(csv_gz, None, stop) == 3
-    assert count_records(tmp_path / "missing.ndjson", None, stop) is None
-    stop.set()
-    assert count_records(ndjson, None, stop) is None
