@@ -2,11 +2,19 @@
 
 It speaks just enough of each API for the clients under test to believe they were heard:
 
-* ``POST /v1/users/bulk_identify`` (multipart NDJSON, ours and the bare loop): counts the NDJSON
-  lines of the ``file`` part and answers ``202`` with a job that is already ``completed``;
+* ``POST /v1/users/bulk_identify`` (ours and the bare loop): a one-part ``multipart/form-data``
+  body whose ``file`` part holds NDJSON; answers ``202`` with a job that is already
+  ``completed``;
 * ``GET /v1/background_jobs/{id}`` answers that job, ``completed``;
-* ``POST /batch/`` (PostHog) and ``POST /v1/batch`` (Segment): JSON ``{"batch": [...]}``,
-  gzipped or not; counts the batch's records and answers ``200``.
+* ``POST /batch/`` (PostHog) and ``POST /v1/batch`` (Segment): a JSON object whose ``batch``
+  member is the list of records, gzipped when ``Content-Encoding: gzip`` says so (neither peer
+  compresses by default); answers ``200``.
+
+Every client's body gets the same work: it is read whole, then parsed whole by the one routine
+for its wire shape (``ndjson_multipart_records``: the multipart framing checked and every NDJSON
+line decoded with ``json.loads``; ``json_batch_records``: the body decoded with ``json.loads``),
+and the records are counted by one routine for all (``count_records``, which requires each to
+be a JSON object). No client's records are counted without being decoded.
 
 ``GET /_sink/stats`` returns the counts and ``POST /_sink/reset`` zeroes them. Run as a script it
 prints its base URL on the first line of stdout, then serves until its stdin closes (the parent
@@ -23,7 +31,7 @@ import json
 import select
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,21 +57,61 @@ class Counts:
         return dict(vars(self))
 
 
-def _ndjson_lines(body: bytes, content_type: str) -> int:
-    """The NDJSON lines in the one-part multipart body (the framing's CRLFs not counted)."""
+def ndjson_multipart_records(body: bytes, content_type: str) -> Iterator[object]:
+    """Decode the records of a one-part multipart body whose ``file`` part is NDJSON.
+
+    The framing is checked (the boundary from ``content_type``, the opening delimiter, the
+    part's headers, the closing delimiter, and no second part), then every non-empty line of
+    the part is decoded with ``json.loads``.
+
+    Raises:
+        ValueError: The body is not such a multipart body, or a line is not JSON.
+    """
     boundary = content_type.partition("boundary=")[2].strip().strip('"').encode("ascii")
-    start = body.index(b"\r\n\r\n") + 4
-    end = body.rindex(b"\r\n--" + boundary + b"--")
-    lines = body.count(b"\n", start, end)
-    if end > start and body[end - 1 : end] != b"\n":
-        lines += 1  # a last line without its newline
-    return lines
+    if not boundary:
+        raise ValueError(f"no multipart boundary in {content_type!r}")
+    delimiter = b"--" + boundary
+    if not body.startswith(delimiter + b"\r\n"):
+        raise ValueError("the body does not open with the multipart delimiter")
+    headers_end = body.index(b"\r\n\r\n")
+    if b'name="file"' not in body[:headers_end]:
+        raise ValueError("the part is not the 'file' field")
+    content_start = headers_end + 4
+    content_end = body.find(b"\r\n" + delimiter, content_start)
+    if content_end < 0 or body[content_end + 2 + len(delimiter) :].rstrip(b"\r\n") != b"--":
+        raise ValueError("not exactly one part closed by the final delimiter")
+    for line in body[content_start:content_end].split(b"\n"):
+        if line:
+            yield json.loads(line)
 
 
-def _json_batch(body: bytes, encoding: str) -> int:
-    if encoding == "gzip":
+def json_batch_records(body: bytes, content_encoding: str) -> list[object]:
+    """Decode the records of a JSON ``{"batch": [...]}`` body, gunzipping it if it says so.
+
+    Raises:
+        ValueError: The body is not JSON.
+        TypeError: It is JSON but not an object with a ``batch`` list.
+    """
+    if content_encoding == "gzip":
         body = gzip.decompress(body)
-    return len(json.loads(body)["batch"])
+    document = json.loads(body)
+    if not isinstance(document, dict) or not isinstance(document.get("batch"), list):
+        raise TypeError("the body is not a JSON object with a 'batch' list")
+    return document["batch"]
+
+
+def count_records(records: Iterable[object]) -> int:
+    """Count decoded records, each of which must be a JSON object (the same rule for all).
+
+    Raises:
+        TypeError: A record is not a JSON object.
+    """
+    count = 0
+    for record in records:
+        if not isinstance(record, dict):
+            raise TypeError(f"a record is a {type(record).__name__}, not a JSON object")
+        count += 1
+    return count
 
 
 def _job(job_id: str, rows: int) -> bytes:
@@ -92,14 +140,16 @@ class SinkServer:
         counts.requests += 1
         counts.body_bytes += len(body)
         if method == "POST" and path.endswith("/bulk_identify"):
-            rows = _ndjson_lines(body, headers.get("content-type", ""))
+            rows = count_records(ndjson_multipart_records(body, headers.get("content-type", "")))
             counts.records += rows
             counts.jobs += 1
             job_id = f"job-{counts.jobs}"
             self.job_rows[job_id] = rows
             return 202, _job(job_id, rows)
         if method == "POST" and path in ("/batch/", "/batch", "/v1/batch"):
-            counts.records += _json_batch(body, headers.get("content-encoding", ""))
+            counts.records += count_records(
+                json_batch_records(body, headers.get("content-encoding", ""))
+            )
             return 200, b'{"status":1}'
         if method == "GET" and path.startswith("/v1/background_jobs/"):
             job_id = path.rsplit("/", 1)[1]
@@ -119,7 +169,7 @@ class SinkServer:
                 path = request.target.decode().split("?", 1)[0]
                 try:
                     status, content = self.answer(request.method.decode(), path, headers, body)
-                except (ValueError, KeyError) as exc:
+                except (ValueError, TypeError, KeyError) as exc:
                     status, content = 400, json.dumps({"errors": [{"message": str(exc)}]}).encode()
                 response = h11.Response(
                     status_code=status,
