@@ -9,8 +9,6 @@ record, encode it, check it fits a batch) and stops before anything is sent. Eit
 
 from __future__ import annotations
 
-import gzip
-import io
 import threading
 import zlib
 from collections.abc import Awaitable, Callable
@@ -22,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from .._bulk._batching import Batcher
+from .._bulk._files import open_decompressed
 from .._bulk._records import check_record
 from .._bulk._sources import read_source
 from .._client import AsyncAnalytex
@@ -38,7 +37,6 @@ RejectionSink = Callable[[Rejection], None]
 
 DRY_RUN_REPORT_EVERY = 500
 """Records between two progress reports of a dry run."""
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 async def _shown(
@@ -98,10 +96,7 @@ def count_records(path: Path, format: SourceFormat | None, stop: threading.Event
     records = 0
     tail = b""
     try:
-        with path.open("rb") as raw:
-            compressed = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if compressed else raw
+        with open_decompressed(path) as stream:
             while True:
                 if stop.is_set():
                     return None
