@@ -1,4 +1,4 @@
-"""Side-by-side tables in the style of ``bench_governor.py``: figures, target, met or MISSED."""
+"""Side-by-side tables for the benchmarks: figures, target, and whether it was met."""
 
 from __future__ import annotations
 

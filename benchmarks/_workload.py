@@ -49,6 +49,20 @@ def user_rows(count: int) -> Iterator[dict[str, Any]]:
     return map(user_row, range(count))
 
 
+def mostly_invalid_rows(count: int, valid_every: int = 100) -> Iterator[dict[str, Any]]:
+    """``count`` generated users, lazily, of which only every ``valid_every``-th is valid.
+
+    The others carry a list in their metadata (``"tags": ["a", "b"]``), which bulk metadata
+    does not accept (primitives only), so validation rejects them; they are otherwise the same
+    users as ``user_row``.
+    """
+    for i in range(count):
+        row = user_row(i)
+        if i % valid_every:
+            row["metadata"]["tags"] = ["a", "b"]
+        yield row
+
+
 def write_ndjson(path: Path, count: int) -> None:
     """Write ``count`` generated users to an NDJSON file."""
     with path.open("w", encoding="utf-8") as file:

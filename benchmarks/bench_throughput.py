@@ -10,7 +10,8 @@ the same loopback sink (``_sink.py``, in its own process, so its CPU time is not
   the status. No validation, no job check.
 
 Runs alternate (bare, ours, ours, bare, ...) after a warm-up of each, and each side keeps its
-best wall time. The target: ours <= 1.15x bare. The sink must count every row on both sides.
+best wall time. The target: ours <= 1.15x bare. The sink decodes every line of both sides'
+bodies the same way, and must count every row on both sides.
 
 Usage: ``python benchmarks/bench_throughput.py [--rows N] [--rounds N]``. Exits 1 on a miss.
 """
