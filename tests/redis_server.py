@@ -10,20 +10,14 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ._net import free_port, wait_until
+
 _STARTUP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_binary() -> str:
@@ -84,16 +78,14 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + _STARTUP_TIMEOUT
-        while not _answers_ping(self.port):
-            if self.process.poll() is not None:
-                error = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"redis-server exited at start-up: {error}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not answer on port {self.port}")
-            time.sleep(0.02)
-        return self
+        process = self.process
+        if wait_until(lambda: _answers_ping(self.port), timeout=_STARTUP_TIMEOUT, process=process):
+            return self
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"redis-server exited at start-up: {error}")
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def stop(self) -> None:
         """Stop the server (it keeps nothing)."""

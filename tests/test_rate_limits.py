@@ -1,4 +1,8 @@
-"""The real-time rate windows and the bound on requests in flight, on a mock clock."""
+"""The real-time rate windows through the client, and the bound on requests in flight.
+
+On a mock clock. What every request window keeps (at most ``limit`` a period, FIFO,
+cancellation) is checked once for each implementation in ``test_request_slots_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -141,34 +145,6 @@ async def test_requests_in_flight_are_bounded(router: respx.MockRouter) -> None:
     async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, max_concurrency=3) as client:
         await fire(12, lambda user: client.track(user, "e"))
     assert peak == 3
-
-
-async def test_waiters_are_served_in_arrival_order() -> None:
-    window = RequestWindow(1, 1.0)
-    order: list[int] = []
-
-    async def take(n: int) -> None:
-        async with window.slot():
-            order.append(n)
-
-    async with anyio.create_task_group() as tg:
-        for n in range(5):
-            tg.start_soon(take, n)
-            await anyio.sleep(0.01)
-    assert order == [0, 1, 2, 3, 4]
-
-
-async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
-    window = RequestWindow(1, 10.0)
-    async with window.slot():
-        pass
-    with anyio.move_on_after(1.0):
-        async with window.slot():
-            pytest.fail("the window should have been full")
-    start = anyio.current_time()
-    async with window.slot():
-        pass
-    assert anyio.current_time() - start == pytest.approx(9.0)
 
 
 def test_window_arguments_are_checked() -> None:

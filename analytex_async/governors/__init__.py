@@ -15,7 +15,8 @@ The :class:`Governor` and :class:`JobSlot` protocols say what a governor of your
 from .._config import api_key_hash
 from .._errors import GovernorUnavailableError
 from ._local import Governor, JobSlot, RowGovernor
-from ._redis import RedisGovernor, RedisRequestWindow
+from ._redis import RedisGovernor
+from ._redis_windows import RedisRequestWindow
 from ._windows import RequestSlots, RequestWindow
 
 __all__ = [

@@ -1,12 +1,7 @@
-"""Rate budgets shared by every process and host that runs imports for one account.
+"""The bulk budget shared through Redis by every process and host that imports for one account.
 
-An Analytex account has one budget (1,200 bulk rows a minute, 600 identify and 600 track
-requests a minute) however many workers spend it. :class:`RedisGovernor` keeps the bulk schedule
-in Redis (or Valkey), so every worker that uses it draws on the same budget::
-
-    governor = RedisGovernor("redis://redis.internal:6379/0", rows_per_minute=1200)
-    async with AsyncAnalytex(governor=governor) as client:
-        await client.import_users("users.ndjson")
+The account has one row rate however many workers spend it, so the schedule lives in Redis (or
+Valkey), where every worker's :class:`RedisGovernor` reads and moves the same one.
 
 How it works, and why:
 
@@ -42,21 +37,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import anyio.lowlevel
 
 from .._config import api_key_hash
 from .._errors import ConfigurationError, GovernorUnavailableError
 from ._local import RowGovernor
-from ._windows import RequestWindow
+from ._lua import MICROS, Scripts, row_cost
+from ._redis_base import (
+    WAKE_MARGIN,
+    UseLocal,
+    check_name,
+    check_rate,
+    require_asyncio,
+    safe_url,
+    text,
+)
+from ._redis_windows import RedisRequestWindow
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -66,305 +66,6 @@ logger = logging.getLogger("analytex_async")
 
 _T = TypeVar("_T")
 Fallback = Literal["error", "local"]
-
-_MICROS = 1_000_000
-# Added to every sleep so we wake just after the reserved start rather than a rounding error
-# before it (the script would then only send us back to sleep for a microsecond).
-_WAKE_MARGIN = 1e-6
-# How long a waiter may be late to claim its reserved request slot before the others treat it
-# as gone (a crashed process), and how long a request may stay in flight before its slot is
-# reclaimed. Both only matter when a process dies mid-wait or mid-request.
-_CLAIM_GRACE = 30.0
-_FLIGHT_LEASE = 120.0
-_NAME = re.compile(r"[^\s{}]{1,200}")
-
-
-class _UseLocal(Exception):
-    """Redis failed and the governor falls back to its in-process budget."""
-
-
-def _require_asyncio(what: str) -> None:
-    # redis-py's asyncio client is built on asyncio streams: under trio it fails deep inside
-    # with "no running event loop". Say so plainly instead.
-    backend = anyio.lowlevel.current_token().backend_class.__module__
-    if not backend.endswith("_asyncio"):
-        raise ConfigurationError(
-            f"{what} uses redis-py's asyncio client, which needs the asyncio event loop and "
-            "does not run under trio; run this worker under asyncio, or use the in-process "
-            "RowGovernor under trio"
-        )
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
-
-
-def _row_cost(rows: int, rows_per_minute: float) -> int:
-    """Microseconds of schedule a batch takes, rounded up: a hair slow, never fast."""
-    return math.ceil(rows * 60 * _MICROS / rows_per_minute)
-
-
-def _check_rate(name: str, value: float) -> float:
-    # ``not x > 0`` also refuses NaN.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-    if not value > 0 or not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_name(what: str, value: str) -> str:
-    # Braces would break the Redis Cluster hash tag that keeps one governor's keys together.
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ConfigurationError(
-            f"{what} must be 1 to 200 characters without white space or braces, got {value!r}"
-        )
-    return value
-
-
-# -- the Lua scripts ---------------------------------------------------------------------------
-#
-# All times are integer microseconds of the Redis server's clock: integers stay exact in Lua's
-# doubles (2**53 µs is 285 years), compare exactly, and come back to Python as integer replies.
-# Every script takes an optional last argument "now" so tests can drive the arithmetic with
-# explicit times; the library always leaves it empty, and the script then reads TIME.
-
-_PRELUDE = """
-local function clock(arg)
-  if arg ~= nil and arg ~= '' then return tonumber(arg) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local function int(x) return string.format('%.0f', x) end
-local function num(v) if v then return tonumber(v) end return 0 end
--- Expire state once it can no longer matter, but never shorten an expiry another caller set.
-local function keep(key, micros)
-  local ms = math.ceil(micros / 1000) + 60000
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, int(ms)) end
-end
-"""
-
-# KEYS[1]: the schedule hash {tat, pause, rate}. ARGV: cost (µs), rate, [now].
-# Returns {now, start, finish, previous rate}.
-_ROWS_RESERVE = (
-    _PRELUDE
-    + """
-local now = clock(ARGV[3])
-local tat = num(redis.call('HGET', KEYS[1], 'tat'))
-local pause = num(redis.call('HGET', KEYS[1], 'pause'))
-local start = math.max(now, tat, pause)
-local finish = start + tonumber(ARGV[1])
-local rate = redis.call('HGET', KEYS[1], 'rate')
-redis.call('HSET', KEYS[1], 'tat', int(finish), 'rate', ARGV[2])
-keep(KEYS[1], math.max(finish, pause) - now)
-return {now, start, finish, rate or ''}
-"""
-)
-
-# Called by a waiter when it wakes. A push_back after the reservation (pause beyond its start)
-# invalidates it: the waiter reserves again behind the pause. Its first slot is not given back
-# (others may have reserved behind it); the schedule only gets slower, which is what a 429 asks.
-# KEYS[1]: the schedule hash. ARGV: start, cost, [now]. Returns {now, start, finish}.
-_ROWS_CONFIRM = (
-    _PRELUDE
-    + """
-local now = clock(ARGV[3])
-local start = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local pause = num(redis.call('HGET', KEYS[1], 'pause'))
-if pause > start then
-  local tat = num(redis.call('HGET', KEYS[1], 'tat'))
-  start = math.max(now, tat, pause)
-  redis.call('HSET', KEYS[1], 'tat', int(start + cost))
-  keep(KEYS[1], start + cost - now)
-end
-return {now, start, start + cost}
-"""
-)
-
-# A cancelled waiter gives its reservation back, but only if it is still the latest one:
-# anyone who reserved after it was scheduled behind it and sleeps on that time already.
-# KEYS[1]: the schedule hash. ARGV: start, finish. Returns 1 when given back.
-_ROWS_RELEASE = (
-    _PRELUDE
-    + """
-if num(redis.call('HGET', KEYS[1], 'tat')) == tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'tat', ARGV[1])
-  return 1
-end
-return 0
-"""
-)
-
-# KEYS[1]: the schedule hash. ARGV: seconds (µs), [now]. Returns {now, pause}.
-_ROWS_PUSH_BACK = (
-    _PRELUDE
-    + """
-local now = clock(ARGV[2])
-local hold = now + tonumber(ARGV[1])
-local tat = math.max(num(redis.call('HGET', KEYS[1], 'tat')), hold)
-local pause = math.max(num(redis.call('HGET', KEYS[1], 'pause')), hold)
-redis.call('HSET', KEYS[1], 'tat', int(tat), 'pause', int(pause))
-keep(KEYS[1], tat - now)
-return {now, pause}
-"""
-)
-
-# The request window: at most `limit` requests in any `period`, a request counting from its
-# start until `period` after its response (the server saw it somewhere in between).
-#
-# KEYS[1] `sched`: every live request by time: its reserved start while waiting, its start
-#   while in flight, its response time once finished.
-# KEYS[2] `pending`: waiters, scored by the time after which they count as gone.
-# KEYS[3] `inflight`: requests in flight, scored likewise.
-#
-# A new request reserves the start `period` after the limit-th latest entry (waiters queue
-# first come, first served, each asleep until its own time: no thundering herd). When it is due
-# it checks the window again, because requests before it may have finished later than they
-# started: it goes if fewer than `limit` others can still count (finished within the period,
-# in flight, or waiting ahead of it), else it waits until enough finished ones age out.
-#
-# ARGV: token, limit, period, grace, lease, [now]. Returns {now, start, 1 if it may go}.
-_WINDOW_TAKE = (
-    _PRELUDE
-    + """
-local sched, pending, inflight = KEYS[1], KEYS[2], KEYS[3]
-local token = ARGV[1]
-local limit = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
-local lease = tonumber(ARGV[5])
-local now = clock(ARGV[6])
-
-local function leased(m)
-  return redis.call('ZSCORE', pending, m) or redis.call('ZSCORE', inflight, m)
-end
-local function save(horizon)
-  for _, key in ipairs({sched, pending, inflight}) do keep(key, horizon - now + period) end
-end
-local function go()
-  redis.call('ZADD', sched, int(now), token)
-  redis.call('ZREM', pending, token)
-  redis.call('ZADD', inflight, int(now + lease), token)
-  save(now + lease)
-  return {now, now, 1}
-end
-local function wait_until(start)
-  redis.call('ZADD', sched, int(start), token)
-  redis.call('ZADD', pending, int(start + grace), token)
-  save(start + grace)
-  return {now, start, 0}
-end
-
--- Forget holders that went away: waiters that never came, requests that never finished.
-for _, set in ipairs({pending, inflight}) do
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. int(now))) do
-    redis.call('ZREM', sched, m)
-    redis.call('ZREM', set, m)
-  end
-end
--- Finished requests stop counting `period` after their response.
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', int(now - period))) do
-  if not leased(m) then redis.call('ZREM', sched, m) end
-end
-
-local n = redis.call('ZCARD', sched)
-local mine = redis.call('ZSCORE', sched, token)
-if not mine then
-  if n < limit then return go() end
-  local e = redis.call('ZRANGE', sched, n - limit, n - limit, 'WITHSCORES')
-  local start = math.max(now, tonumber(e[2]) + period)
-  if start > now then return wait_until(start) end
-  redis.call('ZADD', sched, int(start), token)
-  redis.call('ZADD', pending, int(start + grace), token)
-  n = n + 1
-  mine = start
-end
-mine = tonumber(mine)
-if mine > now then return {now, mine, 0} end
-
--- Due: count what the server may still count against us. Waiters ranked after us do not
--- count: they will count us.
-local behind = 0
-for _, m in ipairs(redis.call('ZRANGE', pending, 0, -1)) do
-  if m ~= token then
-    local s = tonumber(redis.call('ZSCORE', sched, m))
-    if s > mine or (s == mine and m > token) then behind = behind + 1 end
-  end
-end
-local others = n - 1 - behind
-if others < limit then return go() end
-
--- Full: wait until enough finished requests age out. Requests in flight or waiting free
--- nothing before `period` from now, whenever they finish.
-local need = others - limit + 1
-local start = now + period
-local seen = 0
-local entries = redis.call('ZRANGE', sched, 0, -1, 'WITHSCORES')
-for i = 1, #entries, 2 do
-  if not leased(entries[i]) then
-    seen = seen + 1
-    if seen == need then
-      start = math.min(start, tonumber(entries[i + 1]) + period)
-      break
-    end
-  end
-end
-return wait_until(math.max(start, now + 1))
-"""
-)
-
-# The response arrived: the request counts from now until `period` from now.
-# ARGV: token, period, [now]. Returns now.
-_WINDOW_FINISH = (
-    _PRELUDE
-    + """
-local now = clock(ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[1], int(now), ARGV[1])
-keep(KEYS[1], tonumber(ARGV[2]))
-return now
-"""
-)
-
-# A waiter cancelled before it sent anything: it never counted. ARGV: token.
-_WINDOW_CANCEL = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 1
-"""
-
-
-class _Scripts:
-    """The Lua scripts, registered on one client (redis-py loads each once, by its SHA)."""
-
-    def __init__(self, client: Redis) -> None:
-        self.rows_reserve: AsyncScript = client.register_script(_ROWS_RESERVE)
-        self.rows_confirm: AsyncScript = client.register_script(_ROWS_CONFIRM)
-        self.rows_release: AsyncScript = client.register_script(_ROWS_RELEASE)
-        self.rows_push_back: AsyncScript = client.register_script(_ROWS_PUSH_BACK)
-        self.window_take: AsyncScript = client.register_script(_WINDOW_TAKE)
-        self.window_finish: AsyncScript = client.register_script(_WINDOW_FINISH)
-        self.window_cancel: AsyncScript = client.register_script(_WINDOW_CANCEL)
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 class RedisGovernor:
@@ -442,20 +143,20 @@ class RedisGovernor:
             raise ConfigurationError(
                 'RedisGovernor needs redis-py: pip install "analytex-async[redis]"'
             ) from None
-        self._rows_per_minute = _check_rate("rows_per_minute", rows_per_minute)
-        local_rate = _check_rate(
+        self._rows_per_minute = check_rate("rows_per_minute", rows_per_minute)
+        local_rate = check_rate(
             "fallback_rows_per_minute",
             rows_per_minute if fallback_rows_per_minute is None else fallback_rows_per_minute,
         )
-        self._timeout = _check_rate("timeout", timeout)
-        self._retry_interval = _check_rate("retry_interval", retry_interval)
+        self._timeout = check_rate("timeout", timeout)
+        self._retry_interval = check_rate("retry_interval", retry_interval)
         if fallback not in ("error", "local"):
             raise ConfigurationError(f"fallback must be 'error' or 'local', got {fallback!r}")
         if api_key is not None and key_hash is not None:
             raise ConfigurationError("pass api_key or key_hash, not both")
         self._fallback: Fallback = fallback
-        self._name = _check_name("name", name)
-        self._prefix = _check_name("key_prefix", key_prefix)
+        self._name = check_name("name", name)
+        self._prefix = check_name("key_prefix", key_prefix)
         self._key_hash: str | None = None
         if api_key is not None:
             self.bind_key_hash(api_key_hash(api_key))
@@ -466,7 +167,7 @@ class RedisGovernor:
             from redis.asyncio.retry import Retry  # noqa: PLC0415
             from redis.backoff import ExponentialBackoff  # noqa: PLC0415
 
-            self._url = _safe_url(redis_url)
+            self._url = safe_url(redis_url)
             try:
                 # A couple of quick retries ride over a dropped connection; more would only
                 # delay the error (or the fallback) when Redis is really away.
@@ -488,7 +189,7 @@ class RedisGovernor:
                 f"redis_url must be a URL or a redis.asyncio.Redis client, got {redis_url!r:.80}"
             )
         self._redis_errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
-        self._scripts = _Scripts(self._client)
+        self._scripts = Scripts(self._client)
         self._local = RowGovernor(local_rate)
         self._local_rate = local_rate
         # When the last rows went out on the local fallback, the shared schedule knows nothing
@@ -541,7 +242,7 @@ class RedisGovernor:
             ConfigurationError: The hash is malformed, or the governor is already bound to
                 another key.
         """
-        key_hash = _check_name("key_hash", key_hash)
+        key_hash = check_name("key_hash", key_hash)
         if self._key_hash is not None and self._key_hash != key_hash:
             raise ConfigurationError(
                 "this RedisGovernor already keeps the budget of another API key; "
@@ -616,7 +317,7 @@ class RedisGovernor:
                     self._retry_interval,
                 )
             self._down_since = anyio.current_time()
-            raise _UseLocal from exc
+            raise UseLocal from exc
         if self._down_since is not None:
             logger.warning(
                 "the rate governor's Redis at %s is back: budget shared again", self._url
@@ -658,12 +359,12 @@ class RedisGovernor:
         """
         if rows < 1:
             raise ValueError(f"rows must be at least 1, got {rows!r}")
-        _require_asyncio("RedisGovernor")
+        require_asyncio("RedisGovernor")
         called_at = anyio.current_time()
         if self._shared():
             try:
                 await self._acquire_shared(rows)
-            except _UseLocal:
+            except UseLocal:
                 await self._acquire_local(rows)
         else:
             await self._acquire_local(rows)
@@ -677,15 +378,15 @@ class RedisGovernor:
         key = self._key("rows")
         if self._local_busy_until > anyio.current_time():
             await anyio.sleep(self._local_busy_until - anyio.current_time())
-        cost = _row_cost(rows, self._rows_per_minute)
+        cost = row_cost(rows, self._rows_per_minute)
         rate = repr(self._rows_per_minute)
         now, start, finish, previous = await self._run(
             self._scripts.rows_reserve, [key], [cost, rate, ""]
         )
-        self._check_shared_rate(_text(previous))
+        self._check_shared_rate(text(previous))
         try:
             while start > now:
-                await anyio.sleep((start - now) / _MICROS + _WAKE_MARGIN)
+                await anyio.sleep((start - now) / MICROS + WAKE_MARGIN)
                 now, start, finish = await self._run(
                     self._scripts.rows_confirm, [key], [start, cost, ""]
                 )
@@ -721,15 +422,15 @@ class RedisGovernor:
         """
         if not seconds >= 0 or not math.isfinite(seconds):
             raise ValueError(f"seconds must be zero or more and finite, got {seconds!r}")
-        _require_asyncio("RedisGovernor")
+        require_asyncio("RedisGovernor")
         # The local budget is held back too, in case this process falls back to it.
         await self._local.push_back(seconds)
         if self._shared():
-            with contextlib.suppress(_UseLocal):
+            with contextlib.suppress(UseLocal):
                 await self._run(
                     self._scripts.rows_push_back,
                     [self._key("rows")],
-                    [math.ceil(seconds * _MICROS), ""],
+                    [math.ceil(seconds * MICROS), ""],
                 )
 
     # -- JobSlot -------------------------------------------------------------------------------
@@ -743,12 +444,12 @@ class RedisGovernor:
         Raises:
             GovernorUnavailableError: Redis cannot be used and ``fallback="error"``.
         """
-        _require_asyncio("RedisGovernor")
+        require_asyncio("RedisGovernor")
         if self._shared():
             key = self._key("job")
             try:
-                return _text(await self._call(lambda: self._client.get(key)))
-            except _UseLocal:
+                return text(await self._call(lambda: self._client.get(key)))
+            except UseLocal:
                 pass
         return await self._local.latest_job()
 
@@ -762,12 +463,12 @@ class RedisGovernor:
         Raises:
             GovernorUnavailableError: Redis cannot be used and ``fallback="error"``.
         """
-        _require_asyncio("RedisGovernor")
+        require_asyncio("RedisGovernor")
         await self._local.set_latest_job(job_id, ttl)
         if self._shared():
             key = self._key("job")
             millis = max(1, math.ceil(ttl * 1000))
-            with contextlib.suppress(_UseLocal):
+            with contextlib.suppress(UseLocal):
                 await self._call(lambda: self._client.set(key, job_id, px=millis))
 
     # -- real-time budgets ---------------------------------------------------------------------
@@ -791,102 +492,3 @@ class RedisGovernor:
             ConfigurationError: ``rule``, ``limit`` or ``period`` is malformed.
         """
         return RedisRequestWindow(self, rule, limit, period)
-
-
-class RedisRequestWindow:
-    """At most ``limit`` requests in any ``period`` seconds, across every worker.
-
-    The shared counterpart of the client's in-process request window, with the same
-    ``slot()`` shape. A request counts from its start until ``period`` seconds after its
-    response arrived, so no window the server measures can see more than ``limit``, whatever
-    the latency. Waiters are served first come, first served, each asleep until its own turn.
-
-    Make one with :meth:`RedisGovernor.request_window`.
-
-    Args:
-        governor: The governor whose Redis, namespace and fallback policy it uses.
-        rule: The budget's name.
-        limit: Requests allowed in any ``period`` (at least 1).
-        period: The window's length in seconds.
-
-    Raises:
-        ConfigurationError: ``rule``, ``limit`` or ``period`` is malformed.
-
-    Examples:
-        ```python
-        identify = governor.request_window("identify", 600)
-        async with identify.slot():
-            ...  # send one identify request
-        ```
-    """
-
-    def __init__(self, governor: RedisGovernor, rule: str, limit: int, period: float) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
-        self.governor = governor
-        self.rule = _check_name("rule", rule)
-        self.limit = limit
-        self.period = _check_rate("period", period)
-        self._local = RequestWindow(limit, self.period)
-
-    def __repr__(self) -> str:
-        return f"RedisRequestWindow({self.rule!r}, limit={self.limit}, period={self.period:g})"
-
-    def _keys(self) -> list[str]:
-        base = self.governor._key(f"window:{self.rule}")
-        return [base, f"{base}:pending", f"{base}:inflight"]
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one request slot of the shared window for the duration of the block.
-
-        Yields:
-            Nothing; send the request inside the block.
-
-        Raises:
-            GovernorUnavailableError: Redis cannot be used and the governor's fallback is
-                ``"error"``.
-            ConfigurationError: Running under trio, or no API key is known.
-        """
-        _require_asyncio("RedisRequestWindow")
-        token = uuid.uuid4().hex
-        keys = self._keys()
-        if not await self._take(keys, token):
-            async with self._local.slot():
-                yield
-            return
-        try:
-            yield
-        finally:
-            await self.governor._shielded(
-                self.governor._scripts.window_finish,
-                keys,
-                [token, math.ceil(self.period * _MICROS), ""],
-            )
-
-    async def _take(self, keys: list[str], token: str) -> bool:
-        """Wait for a shared slot; False when the governor falls back to the local window."""
-        governor = self.governor
-        if not governor._shared():
-            return False
-        args = [
-            token,
-            self.limit,
-            math.ceil(self.period * _MICROS),
-            int(_CLAIM_GRACE * _MICROS),
-            int(_FLIGHT_LEASE * _MICROS),
-            "",
-        ]
-        scripts = governor._scripts
-        try:
-            while True:
-                now, start, ready = await governor._run(scripts.window_take, keys, args)
-                if ready:
-                    return True
-                await anyio.sleep((start - now) / _MICROS + _WAKE_MARGIN)
-        except _UseLocal:
-            return False
-        except BaseException:
-            # Nothing was sent: the slot, pending or just granted, is given back.
-            await governor._shielded(scripts.window_cancel, keys, [token])
-            raise

@@ -1,0 +1,88 @@
+"""What both Redis classes share: the checks on their settings and the fallback signal.
+
+:class:`~._redis.RedisGovernor` and :class:`~._redis_windows.RedisRequestWindow` take the same
+kind of settings (names that become Redis keys, positive rates and periods), refuse trio the same
+way, and show the Redis URL without its password in every message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import sniffio
+
+from .._errors import ConfigurationError
+
+# Added to every sleep so a worker wakes just after the time a script gave it rather than a
+# rounding error before it (the script would then only send it back to sleep for a microsecond).
+WAKE_MARGIN = 1e-6
+
+_NAME = re.compile(r"[^\s{}]{1,200}")
+
+
+class UseLocal(Exception):
+    """Redis failed and the governor falls back to its in-process budget."""
+
+
+def require_asyncio(what: str) -> None:
+    """Refuse to run under anything but asyncio.
+
+    redis-py's asyncio client is built on asyncio streams: under trio it fails deep inside with
+    "no running event loop". This says so plainly instead.
+
+    Args:
+        what: The class name, for the message.
+
+    Raises:
+        ConfigurationError: The running async library is not asyncio.
+    """
+    if sniffio.current_async_library() != "asyncio":
+        raise ConfigurationError(
+            f"{what} uses redis-py's asyncio client, which needs the asyncio event loop and "
+            "does not run under trio; run this worker under asyncio, or use the in-process "
+            "RowGovernor under trio"
+        )
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
+
+
+def check_rate(name: str, value: float) -> float:
+    """``value`` as a float, or ``ConfigurationError`` unless it is a positive finite number."""
+    # ``not x > 0`` also refuses NaN.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    if not value > 0 or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_name(what: str, value: str) -> str:
+    """``value``, or ``ConfigurationError`` unless it can be part of a Redis key."""
+    # Braces would break the Redis Cluster hash tag that keeps one governor's keys together.
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigurationError(
+            f"{what} must be 1 to 200 characters without white space or braces, got {value!r}"
+        )
+    return value
+
+
+def text(value: object) -> str | None:
+    """A Redis reply as text (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -1,0 +1,132 @@
+"""The request window shared through Redis: the real-time budgets of every worker.
+
+The server limits identify and track calls per account (600 a minute each), whichever worker
+sends them. :class:`RedisRequestWindow` keeps each limit as a sorted set in Redis, so every
+worker's requests count against the same window, with the rules of the in-process
+:class:`~analytex_async.governors.RequestWindow`: a request counts from its start until
+``period`` seconds after its response, and waiters are served first come, first served, each
+asleep in its own process until its turn (the ``_WINDOW_TAKE`` script in :mod:`._lua` says how).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._errors import ConfigurationError
+from ._lua import MICROS
+from ._redis_base import WAKE_MARGIN, UseLocal, check_name, check_rate, require_asyncio
+from ._windows import RequestWindow
+
+if TYPE_CHECKING:
+    from ._redis import RedisGovernor
+
+# How long a waiter may be late to claim its reserved request slot before the others treat it
+# as gone (a crashed process), and how long a request may stay in flight before its slot is
+# reclaimed. Both only matter when a process dies mid-wait or mid-request.
+_CLAIM_GRACE = 30.0
+_FLIGHT_LEASE = 120.0
+
+
+class RedisRequestWindow:
+    """At most ``limit`` requests in any ``period`` seconds, across every worker.
+
+    The shared counterpart of the client's in-process request window, with the same
+    ``slot()`` shape. A request counts from its start until ``period`` seconds after its
+    response arrived, so no window the server measures can see more than ``limit``, whatever
+    the latency. Waiters are served first come, first served, each asleep until its own turn.
+
+    Make one with :meth:`RedisGovernor.request_window`.
+
+    Args:
+        governor: The governor whose Redis, namespace and fallback policy it uses.
+        rule: The budget's name.
+        limit: Requests allowed in any ``period`` (at least 1).
+        period: The window's length in seconds.
+
+    Raises:
+        ConfigurationError: ``rule``, ``limit`` or ``period`` is malformed.
+
+    Examples:
+        ```python
+        identify = governor.request_window("identify", 600)
+        async with identify.slot():
+            ...  # send one identify request
+        ```
+    """
+
+    def __init__(self, governor: RedisGovernor, rule: str, limit: int, period: float) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
+        self.governor = governor
+        self.rule = check_name("rule", rule)
+        self.limit = limit
+        self.period = check_rate("period", period)
+        self._local = RequestWindow(limit, self.period)
+
+    def __repr__(self) -> str:
+        return f"RedisRequestWindow({self.rule!r}, limit={self.limit}, period={self.period:g})"
+
+    def _keys(self) -> list[str]:
+        base = self.governor._key(f"window:{self.rule}")
+        return [base, f"{base}:pending", f"{base}:inflight"]
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one request slot of the shared window for the duration of the block.
+
+        Yields:
+            Nothing; send the request inside the block.
+
+        Raises:
+            GovernorUnavailableError: Redis cannot be used and the governor's fallback is
+                ``"error"``.
+            ConfigurationError: Running under trio, or no API key is known.
+        """
+        require_asyncio("RedisRequestWindow")
+        token = uuid.uuid4().hex
+        keys = self._keys()
+        if not await self._take(keys, token):
+            async with self._local.slot():
+                yield
+            return
+        try:
+            yield
+        finally:
+            await self.governor._shielded(
+                self.governor._scripts.window_finish,
+                keys,
+                [token, math.ceil(self.period * MICROS), ""],
+            )
+
+    async def _take(self, keys: list[str], token: str) -> bool:
+        """Wait for a shared slot; False when the governor falls back to the local window."""
+        governor = self.governor
+        if not governor._shared():
+            return False
+        args = [
+            token,
+            self.limit,
+            math.ceil(self.period * MICROS),
+            int(_CLAIM_GRACE * MICROS),
+            int(_FLIGHT_LEASE * MICROS),
+            "",
+        ]
+        scripts = governor._scripts
+        try:
+            while True:
+                now, start, ready = await governor._run(scripts.window_take, keys, args)
+                if ready:
+                    return True
+                await anyio.sleep((start - now) / MICROS + WAKE_MARGIN)
+        except UseLocal:
+            return False
+        except BaseException:
+            # Nothing was sent: the slot, pending or just granted, is given back.
+            await governor._shielded(scripts.window_cancel, keys, [token])
+            raise
