@@ -18,7 +18,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from analytex_async._bulk import _parsers
+from analytex_async._bulk import _files, _parsers
 from analytex_async._bulk._sources import SourceRecord, read_source
 
 from ._reading import (
@@ -173,6 +173,49 @@ async def test_an_io_error_while_reading_raises_naming_the_file_after_the_good_r
     assert "flaky.ndjson: cannot read after line 1" in str(error)
     assert error.line == 2
     assert isinstance(error.__cause__, OSError)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (gzip.compress(b"{}"), True),
+        (b"\x1f\x8b", True),
+        (b"\x1f", False),
+        (b"", False),
+        (b'{"user_id": "u1"}', False),
+        (b"\xef\xbb\xbf\x1f\x8b", False),
+    ],
+)
+def test_gzip_data_is_told_by_its_magic_bytes(head: bytes, expected: bool) -> None:
+    assert _files.is_gzip(head) is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [("users.ndjson", False), ("users.ndjson.gz", True), ("mislabelled.ndjson.gz", False)],
+)
+def test_open_decompressed_reads_the_content_whatever_the_name_and_closes_the_file(
+    tmp_path: Path, name: str, compress: bool, opened: list[Any]
+) -> None:
+    data = numbered_lines(1_000)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with _files.open_decompressed(path) as stream:
+        assert stream.read() == data
+    assert len(opened) == 1
+    assert opened[0].closed
+
+
+def test_open_decompressed_lets_a_damaged_gzip_stream_fail_as_it_is_read(
+    tmp_path: Path, opened: list[Any]
+) -> None:
+    path = tmp_path / "users.ndjson.gz"
+    path.write_bytes(truncated(gzip.compress(numbered_lines(1_000))))
+    with pytest.raises(EOFError), _files.open_decompressed(path) as stream:
+        stream.read()
+    assert opened[0].closed
+    with pytest.raises(FileNotFoundError), _files.open_decompressed(tmp_path / "nowhere.gz"):
+        pass
 
 
 # --- file objects -----------------------------------------------------------------------------

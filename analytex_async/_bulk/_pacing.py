@@ -8,6 +8,7 @@ elapsed time, or both.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -50,8 +51,9 @@ class Pacer:
     ) -> None:
         if max_items is not None and max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
-        # With no item limit the count can never reach it; one comparison stays on the hot path.
-        self._max_items = max_items if max_items is not None else float("inf")
+        # With no item limit the count never reaches this one, and tick() keeps a single
+        # int-to-int comparison on its hot path.
+        self._max_items = max_items if max_items is not None else sys.maxsize
         self._max_seconds = max_seconds
         self._clock = clock
         self._items = 0

@@ -1,18 +1,17 @@
 """Parsers: the lines of a file become ``SourceRecord``s, a block of lines per call.
 
-``BlockParser`` owns what every file format shares: the block loop (at most ``_BLOCK_LINES``
-lines per call, so that a call is one short hop to a worker thread), record positions, and the
-failure that ends a read, raised only after the records read before it were handed over. Its
-subclasses, ``NdjsonParser`` and ``CsvParser``, only say how the next line (or CSV row) becomes
-a record. Parsers do no I/O of their own: they pull from whatever ``_files`` gives them, and run
-entirely in a worker thread.
+``BlockParser`` owns what every file format shares: blocks of at most ``_BLOCK_LINES`` lines
+(so that a call is one short hop to a worker thread), the end of the input, record positions,
+and the failure that ends a read, raised only after the records read before it were handed
+over. Its subclasses, ``NdjsonParser`` and ``CsvParser``, only say how a block of lines (or CSV
+rows) becomes records. Parsers do no I/O of their own: they pull from whatever ``_files``
+gives them, and run entirely in a worker thread.
 """
 
 from __future__ import annotations
 
 import abc
 import csv
-import enum
 import gzip
 import io
 import json
@@ -112,16 +111,8 @@ def _raw_text(data: bytes) -> str:
     return data[: _RAW_CHARS * 4].decode("utf-8", "replace")[:_RAW_CHARS]
 
 
-class _Step(enum.Enum):
-    """What ``BlockParser._next_line`` found, when it is not a record."""
-
-    SKIP = "skip"  # a line consumed that holds no record (blank, or a CSV header)
-    PAUSE = "pause"  # this block has read its share of input: hand over what it has
-    END = "end"  # the input is exhausted
-
-
 class BlockParser(abc.ABC):
-    """Turns a file into blocks of records; subclasses say how one line becomes a record.
+    """Turns a file into blocks of records; subclasses say how a block of lines becomes records.
 
     A read failure does not throw away the records parsed before it: the block that hits it is
     returned as it is, and the failure is raised by the next call, so every good record reaches
@@ -133,7 +124,7 @@ class BlockParser(abc.ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._position = 0
+        self._position = 0  # the position the next record takes
         self._done = False
         self._failure: ValidationError | None = None
 
@@ -150,25 +141,13 @@ class BlockParser(abc.ABC):
                 been returned.
         """
         out: list[SourceRecord] = []
-        self._begin_block()
-        for _ in range(_BLOCK_LINES):
-            if self._done:
-                break
+        if not self._done:
             try:
-                step = self._next_line()
+                self._done = self._fill(out, _BLOCK_LINES)
             except ValidationError as exc:
                 self._stop(exc)
-                break
             except READ_ERRORS as exc:
                 self._stop(read_failure(exc, self.name, self._lines_read()))
-                break
-            if step is _Step.END:
-                self._done = True
-                break
-            if step is _Step.PAUSE:
-                break
-            if step is not _Step.SKIP:
-                out.append(step)
         if out or not self._done:
             return out
         if self._failure is not None:
@@ -180,25 +159,22 @@ class BlockParser(abc.ABC):
         self._failure = failure
         self._done = True
 
-    def _begin_block(self) -> None:  # noqa: B027  # an optional hook, empty on purpose
-        """Called at the start of every block, before the first line is read."""
-
     @abc.abstractmethod
-    def _next_line(self) -> SourceRecord | _Step:
-        """Consume the next line (or row) and return its record, or what was found instead.
+    def _fill(self, out: list[SourceRecord], max_lines: int) -> bool:
+        """Append the records of the next ``max_lines`` lines (or fewer) to ``out``.
 
-        Raise ``ValidationError`` to end the read with that error, and let what reading raises
-        (``READ_ERRORS``) propagate: the block loop turns it into ``read_failure``.
+        One loop per block, not a call per line: this is the hot path of reading a file.
+        Records appended before an exception are kept and handed over. Raise
+        ``ValidationError`` to end the read with that error, and let what reading raises
+        (``READ_ERRORS``) propagate: ``next_block`` turns it into ``read_failure``.
+
+        Returns:
+            ``True`` once the input is exhausted.
         """
 
     @abc.abstractmethod
     def _lines_read(self) -> int:
         """The number of lines read whole so far, for naming where a read failed."""
-
-    def _record(self, line: int, value: Any) -> SourceRecord:
-        record = SourceRecord(self._position, line, value)
-        self._position += 1
-        return record
 
     def _bad_record(self, line: int, raw: str, reason: str) -> SourceRecord:
         # Bad lines take a position too: the rejection report counts them among the records.
@@ -221,32 +197,36 @@ class NdjsonParser(BlockParser):
         super().__init__(name)
         self._read = read
         self._max_block_bytes = max_block_bytes
-        self._read_in_block = 0
         self._lines: list[bytes] = []
         self._next = 0  # index of the next line of self._lines to parse
         self._partial = bytearray()  # the start of a line whose end has not been read yet
         self._line = 0  # the number of the last line parsed
         self._input_done = False
 
-    def _begin_block(self) -> None:
-        self._read_in_block = 0
-
     def _lines_read(self) -> int:
         return self._line
 
-    def _next_line(self) -> SourceRecord | _Step:
-        while self._next >= len(self._lines):
+    def _fill(self, out: list[SourceRecord], max_lines: int) -> bool:
+        consumed = 0
+        read = 0
+        while consumed < max_lines:
+            if self._next < len(self._lines):
+                line = self._lines[self._next]
+                self._next += 1
+                consumed += 1
+                self._line += 1
+                record = self._parse(line)
+                if record is not None:
+                    out.append(record)
+                continue
             if self._input_done:
-                return _Step.END
-            if self._read_in_block >= self._max_block_bytes:
-                return _Step.PAUSE
+                return True
+            if read >= self._max_block_bytes:
+                break  # this block read its share of input: hand over what it has
             chunk = self._read()
-            self._read_in_block += len(chunk)
+            read += len(chunk)
             self._take(chunk)
-        line = self._lines[self._next]
-        self._next += 1
-        self._line += 1
-        return self._parse(line)
+        return False
 
     def _take(self, chunk: bytes) -> None:
         """Split a chunk into complete lines (only called once the previous ones are parsed)."""
@@ -274,7 +254,8 @@ class NdjsonParser(BlockParser):
         self._partial = bytearray(lines.pop())
         self._lines = lines
 
-    def _parse(self, line: bytes) -> SourceRecord | _Step:
+    def _parse(self, line: bytes) -> SourceRecord | None:
+        """The record of one line, or ``None`` for a blank line."""
         number = self._line
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
@@ -290,7 +271,7 @@ class NdjsonParser(BlockParser):
                 f"(byte 0x{line[exc.start]:02x} at offset {exc.start})",
             )
         if not text or text.isspace():
-            return _Step.SKIP
+            return None
         try:
             value = _decode_json(text)
         except json.JSONDecodeError as exc:
@@ -299,7 +280,9 @@ class NdjsonParser(BlockParser):
             return self._bad_record(number, text, f"not valid JSON: {exc}")
         except RecursionError:
             return self._bad_record(number, text, "not valid JSON: nested too deeply")
-        return self._record(number, value)
+        record = SourceRecord(self._position, number, value)
+        self._position += 1
+        return record
 
 
 # The decoder's C scanner: set in JSONDecoder.__init__, absent from the type stubs.
@@ -345,33 +328,36 @@ class CsvParser(BlockParser):
         # line_num counts the lines the csv reader received whole (a quoted cell spans lines).
         return self._rows.line_num
 
-    def _next_line(self) -> SourceRecord | _Step:
-        start = self._rows.line_num + 1
-        try:
-            row = next(self._rows)
-        except StopIteration:
-            if self._header is None:
+    def _fill(self, out: list[SourceRecord], max_lines: int) -> bool:
+        rows = self._rows
+        for _ in range(max_lines):
+            start = rows.line_num + 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                if self._header is None:
+                    raise ValidationError(
+                        f"{self.name}: the file is empty: a CSV file needs a header row with "
+                        f"a {self._id_column!r} column",
+                        field="source",
+                        line=1,
+                    ) from None
+                return True
+            except csv.Error as exc:
+                # The csv module cannot resynchronise after this (e.g. a field over its size
+                # limit), so the rest of the file cannot be trusted.
                 raise ValidationError(
-                    f"{self.name}: the file is empty: a CSV file needs a header row with "
-                    f"a {self._id_column!r} column",
+                    f"{self.name}: not valid CSV: {exc}",
                     field="source",
-                    line=1,
-                ) from None
-            return _Step.END
-        except csv.Error as exc:
-            # The csv module cannot resynchronise after this (e.g. a field over its size
-            # limit), so the rest of the file cannot be trusted.
-            raise ValidationError(
-                f"{self.name}: not valid CSV: {exc}",
-                field="source",
-                line=max(self._rows.line_num, start),
-            ) from exc
-        if not any(cell.strip() for cell in row):
-            return _Step.SKIP  # blank lines, or rows of empty cells: no data, not a record
-        if self._header is None:
-            self._set_header(row, start)
-            return _Step.SKIP
-        return self._row_record(row, start)
+                    line=max(rows.line_num, start),
+                ) from exc
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines, or rows of empty cells: no data, not a record
+            if self._header is None:
+                self._set_header(row, start)
+            else:
+                out.append(self._row_record(row, start))
+        return False
 
     def _set_header(self, row: list[str], line: int) -> None:
         # A BOM survives in a text stream opened without utf-8-sig.
@@ -428,7 +414,9 @@ class CsvParser(BlockParser):
         if self._company_index is not None and row[self._company_index]:
             record["company_id"] = row[self._company_index]
         record["metadata"] = {name: row[i] for i, name in self._metadata if row[i]}
-        return self._record(line, record)
+        result = SourceRecord(self._position, line, record)
+        self._position += 1
+        return result
 
     def _bad_row(self, row: list[str], line: int, reason: str) -> SourceRecord:
         buffer = io.StringIO()
