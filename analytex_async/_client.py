@@ -30,14 +30,14 @@ from ._config import (
     is_positive,
     resolve_base_url,
 )
-from ._constants import DELETE_INTERVAL, MAX_RECORDS
+from ._constants import MAX_RECORDS
 from ._errors import JobFailedError, ValidationError
 from ._models import Company, ImportResult, Job, JobStatus
 from ._transport import RetryPolicy, Transport
-from ._types import RecordKind, RequestSlots, SourceFormat
+from ._types import RecordKind, SourceFormat
 from ._validation import require_id
-from .governors._local import Governor, KeyScoped, RowGovernor, SharedRequestWindows
-from .governors._windows import RequestWindow
+from .governors._local import Governor, KeyScoped, RowGovernor
+from .governors._windows import ClientWindows
 
 
 class AsyncAnalytex:
@@ -128,22 +128,8 @@ class AsyncAnalytex:
         )
         if isinstance(self.governor, KeyScoped):
             self.governor.bind_key_hash(api_key_hash(key))
-        self._identify_window: RequestSlots | None = None
-        self._track_window: RequestSlots | None = None
-        shared = self.governor if isinstance(self.governor, SharedRequestWindows) else None
-        if requests_per_minute is not None:
-            self._identify_window = self._window("identify", requests_per_minute, 60.0, shared)
-            self._track_window = self._window("track", requests_per_minute, 60.0, shared)
-        self._delete_window = self._window("delete", 1, DELETE_INTERVAL, shared)
+        self._windows = ClientWindows(requests_per_minute, self.governor)
         self._closed = False
-
-    @staticmethod
-    def _window(
-        rule: str, limit: int, period: float, shared: SharedRequestWindows | None
-    ) -> RequestSlots:
-        if shared is not None:
-            return shared.request_window(rule, limit, period)
-        return RequestWindow(limit, period)
 
     def __repr__(self) -> str:
         return f"AsyncAnalytex(base_url={self.base_url!r}, api_key='***')"
@@ -208,7 +194,7 @@ class AsyncAnalytex:
         self._check_open()
         body = sized_json(identify_body(user_id, metadata, company), "metadata")
         await self._transport.request(
-            "POST", "/v1/identify", body=body, window=self._identify_window
+            "POST", "/v1/identify", body=body, window=self._windows.identify
         )
 
     async def identify_company(
@@ -227,7 +213,7 @@ class AsyncAnalytex:
         self._check_open()
         body = sized_json(identify_company_body(company_id, metadata), "metadata")
         await self._transport.request(
-            "POST", "/v1/companies/identify", body=body, window=self._identify_window
+            "POST", "/v1/companies/identify", body=body, window=self._windows.identify
         )
 
     async def track(
@@ -246,7 +232,7 @@ class AsyncAnalytex:
         """
         self._check_open()
         body = sized_json(track_body(user_id, event_name, metadata), "metadata")
-        await self._transport.request("POST", "/v1/track", body=body, window=self._track_window)
+        await self._transport.request("POST", "/v1/track", body=body, window=self._windows.track)
 
     # -- bulk JSON calls ---------------------------------------------------------------------
 
@@ -481,7 +467,7 @@ class AsyncAnalytex:
     async def _delete(self, path: str, key: str, ids: Iterable[str]) -> None:
         self._check_open()
         body = delete_body(key, ids)
-        await self._transport.request("DELETE", path, body=body, window=self._delete_window)
+        await self._transport.request("DELETE", path, body=body, window=self._windows.delete)
 
     async def delete_users(self, user_ids: Iterable[str]) -> None:
         """Ask the server to delete users (``DELETE /v1/users``); it applies deletions daily.

@@ -766,8 +766,8 @@ async def test_the_client_binds_its_key_hash_and_shares_its_request_windows(
     emulator = Emulator(rows_per_minute=600_000)
     async with governor, EmulatedAnalytex(emulator, api_key=KEY, governor=governor) as analytex:
         assert governor.key_hash == api_key_hash(KEY)
-        assert isinstance(analytex.client._identify_window, RedisRequestWindow)
-        assert isinstance(analytex.client._track_window, RedisRequestWindow)
+        assert isinstance(analytex.client._windows.identify, RedisRequestWindow)
+        assert isinstance(analytex.client._windows.track, RedisRequestWindow)
         await analytex.client.identify("u1")
         await analytex.client.track("u1", "e")
         result = await analytex.client.import_users(

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-from ._windows import RequestSlots
+from .._types import RequestSlots
 
 __all__ = ["Governor", "JobSlot", "KeyScoped", "RowGovernor", "SharedRequestWindows"]
 

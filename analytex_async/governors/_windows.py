@@ -19,9 +19,11 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from .._constants import DELETE_INTERVAL
 from .._types import RequestSlots
+from ._local import SharedRequestWindows
 
-__all__ = ["RequestSlots", "RequestWindow"]
+__all__ = ["ClientWindows", "RequestSlots", "RequestWindow"]
 
 
 class RequestWindow:
@@ -85,3 +87,38 @@ class RequestWindow:
             yield
         finally:
             self._release()
+
+
+class ClientWindows:
+    """A client's real-time budgets: identify (users and companies), track, and delete.
+
+    In process by default; shared with every process using the governor when it shares
+    request windows (``RedisGovernor``).
+
+    Args:
+        requests_per_minute: The identify and the track budget each; ``None`` turns them off.
+        governor: The client's governor, asked for shared windows when it offers them.
+
+    Attributes:
+        identify: The identify window, or ``None`` when off.
+        track: The track window, or ``None`` when off.
+        delete: One delete every 2 seconds, as the API requires.
+    """
+
+    def __init__(self, requests_per_minute: int | None, governor: object) -> None:
+        shared = governor if isinstance(governor, SharedRequestWindows) else None
+
+        def window(rule: str, limit: int, period: float) -> RequestSlots:
+            if shared is not None:
+                return shared.request_window(rule, limit, period)
+            return RequestWindow(limit, period)
+
+        self.identify: RequestSlots | None = None
+        self.track: RequestSlots | None = None
+        if requests_per_minute is not None:
+            self.identify = window("identify", requests_per_minute, 60.0)
+            self.track = window("track", requests_per_minute, 60.0)
+        self.delete = window("delete", 1, DELETE_INTERVAL)
+
+    def __repr__(self) -> str:
+        return f"ClientWindows(identify={self.identify!r}, track={self.track!r})"
