@@ -242,8 +242,8 @@ async def test_a_large_file_is_read_a_block_at_a_time(
 
 # --- real-clock guards ---------------------------------------------------------------------------
 # A stall is CPU time on the loop, which no mock clock can see, so these two measure wall-clock
-# gaps. The tests above pin the mechanism down deterministically; these only catch a regression
-# that blocks the loop wholesale.
+# gaps (marked slow: CI still runs them). The tests above pin the mechanism down
+# deterministically; these only catch a regression that blocks the loop wholesale.
 
 # A guard against blocking the loop wholesale (parsing the whole file on the loop takes seconds),
 # loose enough never to flake on a busy CI machine. The real target (10 ms) is a speed figure,
@@ -301,6 +301,7 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen_heap")
 async def test_reading_100k_lines_of_a_file_never_stalls_the_event_loop(large_file: Path) -> None:
     counts: list[int] = []
@@ -318,6 +319,7 @@ async def test_reading_100k_lines_of_a_file_never_stalls_the_event_loop(large_fi
     assert set(counts) == {100_000}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen_heap")
 async def test_iterating_a_large_list_never_stalls_the_event_loop() -> None:
     items = [{"user_id": f"u{i}"} for i in range(30_000)]
