@@ -26,8 +26,9 @@ from .._types import RecordKind
 
 # Lines (or CSV rows) per block. Blocks are kept small so that few parsed records are waiting
 # when the garbage collector runs: waiting records get promoted, and enough promotions trigger
-# full collections, which pause the event loop too (2,000-line blocks caused 100+ ms pauses in a
-# large test process; 500 did not). The hop to the thread (~100 µs) stays noise at this size.
+# full collections, which pause the event loop too (in a large test process, 2,000-line blocks
+# led to 100+ ms pauses and 500-line blocks did not; 100 leaves a margin). The hop to the thread
+# (~100 µs) stays noise at this size.
 _BLOCK_LINES = 100
 # A line this long cannot be a record (a batch holds at most 50 MB): it is almost certainly not
 # NDJSON at all (a JSON array on one line, a binary file). Refusing it bounds memory.
