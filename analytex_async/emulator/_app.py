@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 
 from ._errors import ApiError, answer_error
 from ._faults import Faults
+from ._inspection import INSPECTION_PREFIX, InspectionRoutes
 from ._limits import AccountLimits
 from ._middleware import FrontDoor
 from ._routes import ApiRoutes
@@ -62,8 +63,14 @@ class Emulator:
 
     Each API key is its own account (its own store, jobs and rate counters).
 
+    For a person at a terminal, the app also answers read-only routes under ``/_emulator/``
+    (``users/{user_id}``, ``companies/{company_id}``, ``events``, ``jobs``) over every
+    account's store. They need no key and show none, and they are never faulted, logged in
+    :attr:`requests` or counted in a rate.
+
     Args:
-        api_keys: The accepted keys; ``None`` accepts any non-empty key.
+        api_keys: The only keys accepted; any other key is answered 401 ``invalid_api_key``,
+            as the real API answers a wrong key. ``None`` accepts any non-empty key.
         rows_per_minute: Bulk processing rate of new jobs.
         realtime_requests_per_minute: Identify (users and companies together) and track
             (separately) requests allowed per key in any 60 seconds; ``None`` for no limit.
@@ -118,6 +125,10 @@ class Emulator:
                 raise TypeError("api_keys must be a collection of keys, not one string")
             if not api_keys or not all(isinstance(k, str) and k for k in api_keys):
                 raise ValueError("api_keys must hold non-empty strings (None accepts any key)")
+            if any(k != k.strip() for k in api_keys):
+                # The key is read from the header with its surrounding spaces stripped, so such
+                # a key could never be matched: refuse it rather than lock every client out.
+                raise ValueError("an API key in api_keys starts or ends with whitespace")
         if rows_per_minute <= 0:
             raise ValueError("rows_per_minute must be positive")
         if realtime_requests_per_minute is not None and realtime_requests_per_minute < 1:
@@ -271,8 +282,6 @@ class Emulator:
             return
         account.settle(now)
 
-    # ----------------------------------------------------------------- the app
-
     # ----------------------------------------------------------------- for the routes
 
     def _limits_of(self, account: Account) -> AccountLimits:
@@ -291,8 +300,8 @@ class Emulator:
 
     def _build_app(self) -> Starlette:
         app = Starlette(
-            routes=ApiRoutes(self).routes(),
-            middleware=[Middleware(FrontDoor, emulator=self)],
+            routes=[*ApiRoutes(self).routes(), *InspectionRoutes(self).routes()],
+            middleware=[Middleware(FrontDoor, emulator=self, passthrough_prefix=INSPECTION_PREFIX)],
             exception_handlers={ApiError: answer_error, HTTPException: answer_error},
         )
         app.router.redirect_slashes = False  # "/v1/identify/" is a 404, as on a real API

@@ -1,8 +1,9 @@
 """The emulator's front door: fault injection before the routes, the request log around them.
 
 One pure ASGI wrapper sits outside Starlette's routing so that an injected fault answers (or
-stalls, or drops) a request before any rule of the API runs, and so that every request lands
-in the request log, whether a route, a fault or an error answered it.
+stalls, or drops) a request before any rule of the API runs, and so that every API request lands
+in the request log, whether a route, a fault or an error answered it. Requests to the inspection
+routes (``/_emulator/…``) pass straight through: they are not API traffic.
 """
 
 from __future__ import annotations
@@ -58,14 +59,26 @@ class FrontDoor:
     Args:
         app: The Starlette app with the API's routes.
         emulator: The emulator whose faults, clock and request log are used.
+        passthrough_prefix: Paths starting with it go straight to ``app``: never faulted,
+            never logged (the inspection routes).
     """
 
-    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+    def __init__(
+        self, app: ASGIApp, emulator: Emulator, passthrough_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.emulator = emulator
+        self.passthrough_prefix = passthrough_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - lifespan is off when we serve
+            await self.app(scope, receive, send)
+            return
+        if self.passthrough_prefix is not None and scope["path"].startswith(
+            self.passthrough_prefix
+        ):
+            # A person looking at the store: no fault takes it, no log entry, no rate counted,
+            # so looking changes nothing that a client under test observes.
             await self.app(scope, receive, send)
             return
         emulator = self.emulator
@@ -96,6 +109,10 @@ async def _inject(fault: Fault, scope: Scope, receive: Receive, send: Send) -> b
     if fault.delay:
         await anyio.sleep(fault.delay)
     if fault.drop_connection:
+        # Take the whole request body first: closing a socket that still has request bytes
+        # coming makes the kernel answer them with a reset, and the client then sees
+        # "connection reset" (its buffered headers discarded) instead of a cut-off response.
+        await _drain_body(receive)
         # A Content-Length promising bytes that never come: the client sees the connection
         # close mid-response. Raising after the start makes the server abort the connection.
         await send(
@@ -132,6 +149,14 @@ async def _inject(fault: Fault, scope: Scope, receive: Receive, send: Send) -> b
         response.headers["content-type"] = media
     await response(scope, receive, send)
     return True
+
+
+async def _drain_body(receive: Receive) -> None:
+    """Receive the rest of the request body, discarding it."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _log_request(emulator: Emulator, scope: Scope, arrived: float, note: RequestNote) -> None:

@@ -37,7 +37,7 @@ from ._store import Account, BulkJob, TrackedEvent
 if TYPE_CHECKING:
     from ._app import Emulator
 
-__all__ = ["ApiRoutes", "RateRule"]
+__all__ = ["ApiRoutes", "RateRule", "job_link"]
 
 logger = logging.getLogger("analytex_async.emulator")
 
@@ -71,7 +71,18 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-def _job_link(request: Request, job_id: str) -> str:
+def _refused_key_message(key: str) -> str:
+    # App tokens ("NX-98ii14b") are the usual wrong key: say so, as the API reference asks.
+    if key.startswith("NX-"):
+        return (
+            "the API key is not valid: this looks like an app token; use the API key from "
+            "Environment settings"
+        )
+    return "the API key is not valid"
+
+
+def job_link(request: Request, job_id: str) -> str:
+    """The job's ``links.self``: its URL on the server the request reached, id encoded."""
     return f"{str(request.base_url).rstrip('/')}{_JOBS_PREFIX}{quote(job_id, safe='')}"
 
 
@@ -127,7 +138,7 @@ class ApiRoutes:
             raise ApiError(
                 401,
                 "invalid_api_key",
-                "the API key is not valid",
+                _refused_key_message(key),
                 headers={"WWW-Authenticate": "Token"},
             ) from None
         note.account = account.label
@@ -291,7 +302,7 @@ class ApiRoutes:
             job.failure_reason = failure.reason
         account.jobs[job.job_id] = job
         logger.debug("accepted %s job of %d rows for %s", kind, job.total_rows, account.label)
-        return _json(job.to_json(now, emulator._wall, _job_link(request, job.job_id)), 202)
+        return _json(job.to_json(now, emulator._wall, job_link(request, job.job_id)), 202)
 
     async def list_jobs(self, request: Request) -> Response:
         """``GET /v1/background_jobs``: every job of the account, in submission order."""
@@ -300,7 +311,7 @@ class ApiRoutes:
         note.records = 0
         return _json(
             [
-                job.to_json(now, self.emulator._wall, _job_link(request, job.job_id))
+                job.to_json(now, self.emulator._wall, job_link(request, job.job_id))
                 for job in account.jobs.values()
             ],
             200,
@@ -333,7 +344,7 @@ class ApiRoutes:
                 {"job_id": job_id},
             )
         now = self.emulator._now()
-        return _json(job.to_json(now, self.emulator._wall, _job_link(request, job_id)), 200)
+        return _json(job.to_json(now, self.emulator._wall, job_link(request, job_id)), 200)
 
     # ----------------------------------------------------------------- deletion
 

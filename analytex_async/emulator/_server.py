@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 
 import anyio
 import sniffio
@@ -130,6 +130,7 @@ def run(
     port: int = 8000,
     rows_per_minute: float = 1200,
     *,
+    api_keys: Collection[str] | None = None,
     emulator: Emulator | None = None,
     log_level: str = "info",
 ) -> None:
@@ -139,11 +140,23 @@ def run(
         host: Address to bind; loopback by default.
         port: Port to bind.
         rows_per_minute: Bulk processing rate, when no ``emulator`` is given.
+        api_keys: The only keys accepted (any other gets 401 ``invalid_api_key``); ``None``
+            accepts any non-empty key. For a configured ``emulator``, pass them to it instead.
         emulator: A configured emulator to serve instead of a default one.
         log_level: uvicorn's log level (the API key is never logged).
+
+    Raises:
+        ValueError: When both ``api_keys`` and ``emulator`` are given (the emulator's own
+            setting would silently win), or ``api_keys`` holds an empty key.
     """
+    if emulator is not None and api_keys is not None:
+        raise ValueError("give api_keys to the Emulator you pass, not to run()")
     import uvicorn  # noqa: PLC0415 - optional dependency, needed only to serve
 
-    served = emulator if emulator is not None else Emulator(rows_per_minute=rows_per_minute)
+    served = (
+        emulator
+        if emulator is not None
+        else Emulator(rows_per_minute=rows_per_minute, api_keys=api_keys)
+    )
     with _quiet_dropped_connections():
         uvicorn.run(served.app, host=host, port=port, lifespan="off", log_level=log_level)

@@ -134,3 +134,84 @@ def test_run_serves_until_stopped_and_hides_dropped_connection_tracebacks():
     assert f"Uvicorn running on http://127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
     assert KEY not in stderr
+
+
+@pytest.mark.anyio
+async def test_inspection_and_the_key_allow_list_over_the_socket(clock):
+    emulator = Emulator(api_keys={KEY}, clock=clock)
+    async with serve(emulator) as base_url, httpx.AsyncClient(base_url=base_url) as person:
+        refused = await person.post(
+            "/v1/identify", json={"user_id": "u1"}, headers={"Authorization": "Token wrong"}
+        )
+        assert refused.status_code == 401
+        assert refused.json()["errors"][0]["error_code"] == "invalid_api_key"
+        accepted = await person.post(
+            "/v1/users/bulk_identify",
+            json={"users": [{"user_id": "u1", "metadata": {"plan": "pro"}}]},
+            headers={"Authorization": f"Token {KEY}"},
+        )
+        assert accepted.status_code == 202
+        clock.advance(5)
+        # no key needed to look, and none shown
+        user = await person.get("/_emulator/users/u1")
+        jobs = await person.get("/_emulator/jobs")
+    assert user.json() == {"user_id": "u1", "metadata": {"plan": "pro"}}
+    [job] = jobs.json()
+    assert job["status"] == "completed"
+    assert job["links"]["self"].startswith(f"{base_url}/v1/background_jobs/")
+    assert KEY not in user.text + jobs.text
+
+
+def test_run_accepts_only_the_listed_keys_and_answers_the_inspection_routes():
+    port = free_port()
+    script = (
+        "from analytex_async.emulator import run\n"
+        f"run(port={port}, api_keys=[{KEY!r}, 'second-key'])\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert wait_for_port(port, process=process), "the emulator did not start"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            wrong = client.post(
+                "/v1/identify", json={"user_id": "u1"}, headers={"Authorization": "Token other"}
+            )
+            for key in (KEY, "second-key"):
+                right = client.post(
+                    "/v1/identify",
+                    json={"user_id": "u1", "company": {"id": "c1"}},
+                    headers={"Authorization": f"Token {key}"},
+                )
+                assert right.status_code == 202
+            user = client.get("/_emulator/users/u1")
+            company = client.get("/_emulator/companies/c1")
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert wrong.status_code == 401
+    assert user.json() == {"user_id": "u1", "company_id": "c1", "metadata": {}}
+    assert company.json() == {"company_id": "c1", "metadata": {}}
+    assert KEY not in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.anyio
+async def test_a_dropped_connection_with_a_large_body_is_cut_off_not_reset(clock):
+    # The server stops reading a large body it has not asked for; closing with those bytes
+    # unread would reset the connection, and the client would lose the response it was sent.
+    emulator = Emulator(clock=clock)
+    emulator.faults.add("/v1/users/bulk_identify", drop_connection=True)
+    data = b'{"user_id": "u"}\n' * 100_000  # 1.7 MB, far past the server's read buffer
+    async with serve(emulator) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        with pytest.raises(httpx.RemoteProtocolError, match="peer closed connection"):
+            await client.post(
+                "/v1/users/bulk_identify",
+                files={"file": ("big.ndjson", data, "application/x-ndjson")},
+                headers={"Authorization": f"Token {KEY}"},
+            )
+    assert emulator.requests[-1].status is None

@@ -1,0 +1,128 @@
+"""Read-only inspection routes under ``/_emulator/``: what the store holds, for a person.
+
+A person who serves the emulator from a terminal cannot reach the Python objects a test
+inspects, so the same store is offered over HTTP, under a prefix the API does not use. These
+routes need no API key and never show one: accounts are searched, not named. The front door
+lets them past fault injection and the request log, and they apply no rate rule, so looking
+changes nothing a client under test observes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ._errors import ApiError
+from ._routes import job_link
+from ._store import StoredCompany, StoredUser
+
+if TYPE_CHECKING:
+    from ._app import Emulator
+
+__all__ = ["INSPECTION_PREFIX", "InspectionRoutes"]
+
+INSPECTION_PREFIX = "/_emulator/"
+
+
+def _json(body: object) -> Response:
+    return Response(json.dumps(body).encode(), status_code=200, media_type="application/json")
+
+
+def _user_json(user: StoredUser) -> dict[str, object]:
+    body: dict[str, object] = {"user_id": user.user_id}
+    if user.company_id is not None:
+        body["company_id"] = user.company_id
+    body["metadata"] = user.metadata
+    return body
+
+
+def _company_json(company: StoredCompany) -> dict[str, object]:
+    return {"company_id": company.company_id, "metadata": company.metadata}
+
+
+class InspectionRoutes:
+    """The ``GET /_emulator/…`` handlers, over every account of one emulator.
+
+    Args:
+        emulator: The emulator whose store the handlers read (and whose jobs they settle).
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def routes(self) -> list[Route]:
+        """The Starlette routes; each answers ``GET`` only (405 otherwise)."""
+        prefix = INSPECTION_PREFIX
+        return [
+            Route(f"{prefix}users/{{user_id:path}}", self.user, methods=["GET"]),
+            Route(f"{prefix}companies/{{company_id:path}}", self.company, methods=["GET"]),
+            Route(f"{prefix}events", self.events, methods=["GET"]),
+            Route(f"{prefix}jobs", self.jobs, methods=["GET"]),
+        ]
+
+    async def user(self, request: Request) -> Response:
+        """``GET /_emulator/users/{user_id}``: the stored user, searched in every account.
+
+        Accounts are searched in order of first contact; the first that holds the id answers.
+        """
+        user_id = str(request.path_params["user_id"])
+        for account in self.emulator.accounts:
+            user = account.users.get(user_id)
+            if user is not None:
+                return _json(_user_json(user))
+        raise ApiError(
+            404,
+            "user_not_found",
+            f"no user with id {user_id!r} in any account",
+            {"user_id": user_id},
+        )
+
+    async def company(self, request: Request) -> Response:
+        """``GET /_emulator/companies/{company_id}``: the stored company, from any account."""
+        company_id = str(request.path_params["company_id"])
+        for account in self.emulator.accounts:
+            company = account.companies.get(company_id)
+            if company is not None:
+                return _json(_company_json(company))
+        raise ApiError(
+            404,
+            "company_not_found",
+            f"no company with id {company_id!r} in any account",
+            {"company_id": company_id},
+        )
+
+    async def events(self, request: Request) -> Response:
+        """``GET /_emulator/events``: every account's tracked events, oldest first."""
+        emulator = self.emulator
+        events = sorted(
+            (event for account in emulator.accounts for event in account.events),
+            key=lambda event: event.time,
+        )
+        return _json(
+            [
+                {
+                    "user_id": event.user_id,
+                    "event_name": event.event_name,
+                    "metadata": event.metadata,
+                    "time": emulator._wall(event.time),
+                }
+                for event in events
+            ]
+        )
+
+    async def jobs(self, request: Request) -> Response:
+        """``GET /_emulator/jobs``: every account's jobs as the job endpoints show them."""
+        emulator = self.emulator
+        accounts = emulator.accounts  # brings every job up to the clock first
+        now = emulator._now()
+        jobs = sorted(
+            (job for account in accounts for job in account.jobs.values()),
+            key=lambda job: job.submitted_at,
+        )
+        return _json(
+            [job.to_json(now, emulator._wall, job_link(request, job.job_id)) for job in jobs]
+        )
