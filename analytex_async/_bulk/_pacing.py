@@ -64,9 +64,21 @@ class Pacer:
         self._items = 0
         self._deadline = self._clock() + self._max_seconds
 
+    def due(self) -> bool:
+        """Count one item of work; whether the slice is used up (then call ``checkpoint``).
+
+        The synchronous half of ``tick``, for the hottest loops: no coroutine is made for the
+        items that do not need one.
+        """
+        self._items += 1
+        return self._items >= self._max_items or self._clock() >= self._deadline
+
+    async def checkpoint(self) -> None:
+        """Give the event loop a turn, and begin a new slice."""
+        await anyio.lowlevel.checkpoint()
+        self.reset()
+
     async def tick(self) -> None:
         """Count one item of work; checkpoint (and begin a new slice) when the slice is used up."""
-        self._items += 1
-        if self._items >= self._max_items or self._clock() >= self._deadline:
-            await anyio.lowlevel.checkpoint()
-            self.reset()
+        if self.due():
+            await self.checkpoint()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
@@ -53,6 +52,7 @@ from ._jobs import fetch_job, fetch_jobs, is_finished, job_of, wait_until_finish
 from ._journal import Journal
 from ._multipart import MultipartFile
 from ._options import ImportOptions
+from ._pacing import Pacer
 from ._records import check_record, plain_iterable
 from ._sources import SourceRecord, read_source
 
@@ -283,27 +283,25 @@ class ImportRun:
     ) -> None:
         # The caller's own sync iterable, read here directly: no SourceRecord and no async
         # generator hop per record (they cost more than checking a small record does).
-        budget_end = time.perf_counter() + STALL_BUDGET
+        pacer = Pacer(max_items=None, max_seconds=STALL_BUDGET)
         for position, record in enumerate(source):
             batch = self._take(batcher, position, record)
             if self._unannounced:
                 await self._announce_rejections()
             if batch is not None:
                 await send.send(batch)
-                budget_end = time.perf_counter() + STALL_BUDGET
-            elif time.perf_counter() > budget_end:
-                await anyio.lowlevel.checkpoint()
-                budget_end = time.perf_counter() + STALL_BUDGET
+                pacer.reset()
+            elif pacer.due():
+                await pacer.checkpoint()
 
     async def _records(self, source: object) -> AsyncGenerator[SourceRecord, None]:
         """The source's records, with the producer's CPU time sliced for the event loop."""
-        budget_end = time.perf_counter() + STALL_BUDGET
+        pacer = Pacer(max_items=None, max_seconds=STALL_BUDGET)
         async with aclosing(read_source(source, self.kind, format=self.options.format)) as items:
             async for item in items:
                 yield item
-                if time.perf_counter() > budget_end:
-                    await anyio.lowlevel.checkpoint()
-                    budget_end = time.perf_counter() + STALL_BUDGET
+                if pacer.due():
+                    await pacer.checkpoint()
 
     def _take(
         self,
