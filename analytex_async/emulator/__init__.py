@@ -3,6 +3,8 @@
 Run it in process (``httpx.ASGITransport(app=emulator.app)``, asyncio or trio), on a loopback
 socket for the duration of a block (:func:`serve`), or as a blocking server (:func:`run`).
 Needs the ``emulator`` extra (Starlette, uvicorn): ``pip install "analytex-async[emulator]"``.
+A served emulator also answers read-only ``GET /_emulator/users/{id}``, ``/companies/{id}``,
+``/events`` and ``/jobs``, for a person at a terminal (no key needed, none shown).
 
 Examples:
     >>> from analytex_async.emulator import Emulator
