@@ -13,6 +13,7 @@ import json
 import logging
 import platform
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -339,14 +340,21 @@ class Transport:
         )
 
     def _connection_error(
-        self, request: httpx.Request, path: str, exc: httpx.RequestError, attempts: int
+        self,
+        request: httpx.Request,
+        path: str,
+        exc: httpx.RequestError,
+        attempts: int,
+        elapsed: float,
     ) -> APIConnectionError:
+        # Name where it tried and for how long: "connection refused" alone does not tell a
+        # person at 3 a.m. that the base URL points at the wrong port.
         kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        what = "timed out" if kind is APITimeoutError else "got no response"
         detail = self.redact(str(exc)) or type(exc).__name__
-        message = f"{request.method} {path} {what} ({type(exc).__name__}: {detail})"
+        message = f"{request.method} {self.base_url}{path}: {_what_happened(exc)}"
         if attempts > 1:
-            message += f" after {attempts} attempts"
+            message += f" after {attempts} attempts over {_seconds(elapsed)}"
+        message += f" ({type(exc).__name__}: {detail})"
         return kind(message, request=request, attempts=attempts)
 
     async def request(
@@ -376,6 +384,7 @@ class Transport:
             APIConnectionError: No response came back, after the retries.
         """
         attempt = 0
+        first_started = anyio.current_time()
         while True:
             attempt += 1
             request = self._build(method, path, body)
@@ -391,7 +400,8 @@ class Transport:
                     # the Authorization header must not travel to another host.
                     response = await self.http_client.send(request, follow_redirects=False)
             except httpx.RequestError as exc:
-                error = self._connection_error(request, path, exc, attempt)
+                elapsed = anyio.current_time() - first_started
+                error = self._connection_error(request, path, exc, attempt, elapsed)
                 # Chain httpx's exception for debugging, unless its text holds the key.
                 cause = None if self._api_key in str(exc) else exc
                 logger.debug(
@@ -437,6 +447,48 @@ class Transport:
                 if outcome is not None:
                     await outcome
             await anyio.sleep(delay)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, groups opened (the OS error sits a few levels down)."""
+    seen: list[BaseException] = []
+    pending = [exc]
+    while pending and len(seen) < 32:
+        current = pending.pop()
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending.extend(getattr(current, "exceptions", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return seen
+
+
+def _why_no_connection(exc: httpx.ConnectError) -> str:
+    causes = _causes(exc)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "the host name does not resolve"
+    return "connection refused" if "refused" in str(exc).lower() else "could not connect"
+
+
+def _what_happened(exc: httpx.RequestError) -> str:
+    """What a transport failure means, in a person's words."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connecting timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for the answer"
+    if isinstance(exc, httpx.ConnectError):
+        return _why_no_connection(exc)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection closed without a complete answer"
+    return "the connection failed"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 
 def _redacted(transport: Transport, text: str | None) -> str | None:

@@ -25,8 +25,10 @@ from analytex_async import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
+    RetryPolicy,
 )
 
+from ._net import free_port
 from .conftest import API_KEY, BASE_URL, NO_WAIT
 
 pytestmark = pytest.mark.anyio
@@ -151,7 +153,7 @@ async def test_transport_failures_become_connection_errors_after_retries(
     assert route.call_count == NO_WAIT.max_retries + 1
     assert info.value.attempts == NO_WAIT.max_retries + 1
     assert isinstance(info.value.__cause__, type(exc))
-    assert "POST /v1/identify" in str(info.value)
+    assert "POST https://analytex.test/v1/identify" in str(info.value)
 
 
 async def test_a_redirect_is_not_followed_and_credentials_stay_home(
@@ -179,3 +181,17 @@ async def test_import_aborted_error_carries_the_partial_result_and_cause() -> No
     assert info.value.result.jobs == [job]
     assert info.value.__cause__ is cause
     assert isinstance(info.value, APIError)
+
+
+async def test_a_connection_error_names_the_url_the_attempts_and_the_time() -> None:
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    policy = RetryPolicy(max_retries=2, initial_delay=0.0, max_delay=0.0, random=lambda: 0.0)
+    async with AsyncAnalytex(api_key=API_KEY, base_url=url, retry_policy=policy) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.identify("u1")
+    message = str(info.value)
+    assert message.startswith(f"POST {url}/v1/identify: connection refused after 3 attempts over ")
+    assert message.split(" over ")[1].split(" s", maxsplit=1)[0].replace(".", "").isdigit()
+    assert info.value.attempts == 3
+    assert API_KEY not in message

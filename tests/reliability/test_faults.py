@@ -423,7 +423,7 @@ async def test_a_slow_submit_times_out_then_recovers(
     t = await rig.tally(result)  # also waits for the stalled request to finish server-side
     assert (t.accepted, t.lost) == (ROWS, 0)
     assert rig.retries >= 1
-    assert f"POST {SUBMIT} timed out (ReadTimeout" in caplog.text  # the APITimeoutError path
+    assert f"{SUBMIT}: timed out waiting for the answer (ReadTimeout" in caplog.text  # timeout
     # The emulator, like a real server, still handles a request the client gave up on: the
     # abandoned attempt may become a job the client never hears of. Nothing else repeats.
     assert t.duplicated <= rig.retries * BATCH
@@ -467,7 +467,7 @@ async def test_a_slow_job_poll_times_out_then_recovers(
     result = await rig.run(timeout=0.2)
     t = await rig.tally(result)
     clean(t)
-    assert f"GET {JOBS}job-1 timed out (ReadTimeout" in caplog.text
+    assert f"{JOBS}job-1: timed out waiting for the answer (ReadTimeout" in caplog.text
     record("a job poll stalled 1 s, timeout 0.2 s", "`APITimeoutError`, retried, completed", t)
 
 
