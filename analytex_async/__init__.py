@@ -41,7 +41,7 @@ from ._models import (
     Rejection,
     User,
 )
-from ._transport import RetryPolicy
+from ._retry import RetryPolicy
 from ._version import __version__
 from .governors._local import Governor, JobSlot, RowGovernor
 

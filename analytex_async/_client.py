@@ -33,7 +33,8 @@ from ._config import (
 from ._constants import MAX_RECORDS
 from ._errors import JobFailedError, ValidationError
 from ._models import Company, ImportResult, Job, JobStatus
-from ._transport import RetryPolicy, Transport
+from ._retry import RetryPolicy
+from ._transport import Transport
 from ._types import RecordKind, SourceFormat
 from ._validation import require_id
 from .governors._local import Governor, KeyScoped, RowGovernor

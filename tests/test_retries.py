@@ -24,7 +24,7 @@ from analytex_async import (
     RateLimitError,
     RetryPolicy,
 )
-from analytex_async._transport import parse_retry_after
+from analytex_async._retry import parse_retry_after
 
 from .conftest import API_KEY, BASE_URL, trio_mock_clock
 
