@@ -553,6 +553,8 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     source = write_ndjson(tmp_path / "users.ndjson", [{"user_id": ""}, *users(300)])
     journal = tmp_path / "import.journal"
     rejects = tmp_path / "rejects.ndjson"
+    earlier = '{"position": 7, "line": 8}\n{"position": 9, "line": 10}\n'
+    rejects.write_text(earlier, encoding="utf-8")  # a finished run's rejections
     # SIGINT may be ignored in the parent (a background CI job): give the child Python's own.
     launcher = (
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -584,6 +586,12 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     assert "Interrupted: import of users" in stdout
     assert "accepted 100 rows in 1 batch;" in stderr
     assert f"run the same command again: the journal {journal}" in stderr
-    assert f"{rejects} holds the 1 rejected record found before the stop" in stderr
-    assert json.loads(rejects.read_text(encoding="utf-8"))["position"] == 0
+    # The earlier run's file is left whole; the partial one beside it holds this run's finds.
+    assert rejects.read_text(encoding="utf-8") == earlier
+    partials = list(tmp_path.glob("rejects.ndjson.*.partial"))
+    assert len(partials) == 1
+    assert f"{rejects} was left as it was; the 1 rejected record found are in {partials[0]}" in (
+        stderr
+    )
+    assert json.loads(partials[0].read_text(encoding="utf-8"))["position"] == 0
     assert key not in stdout + stderr

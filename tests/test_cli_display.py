@@ -17,7 +17,7 @@ from rich.console import Console
 from analytex_async import ImportProgress
 from analytex_async.cli._display import PlainImportDisplay, RichImportDisplay
 from analytex_async.cli._import import count_records
-from analytex_async.cli._progress import ImportWatch
+from analytex_async.cli._progress import ImportWatch, clock_time
 
 
 class FakeClock:
@@ -40,7 +40,9 @@ def test_the_watch_measures_the_pace_after_the_first_batch_and_the_eta() -> None
     assert watch.waiting_text() == "reading and sending"
     watch.update(ImportProgress(rows_sent=15_000, rows_rejected=3, waiting_for="rate"))
     assert watch.expected_rows == 29_997
-    assert watch.waiting_text() == "waiting for the rate budget (1,200 rows/min)"
+    # The 5,000 rows of batch 2 pay for 250 s at 1,200 rows a minute.
+    next_batch = clock_time(watch.wall_clock() + 250)
+    assert watch.waiting_text() == f"next batch at {next_batch}: the rate (1,200 rows/min)"
 
 
 def test_the_plain_display_writes_a_line_per_batch_and_a_progress_line() -> None:

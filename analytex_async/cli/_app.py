@@ -1,9 +1,10 @@
 """The ``analytex-async`` click group: global options, one-line errors, exit statuses.
 
 Every error is one line on stderr, never the key. Exit status: 0 success; 1 the work ran but
-records were rejected, a job failed, the server failed or the governor's store is out;
-2 usage or configuration error (bad option, missing file, no or wrong API key); 130 interrupted
-(Ctrl-C). The commands themselves live in ``_commands`` and ``_import_command``.
+records were rejected, a job failed or the governor's store is out; 2 usage or configuration
+error (bad option, missing file, no API key or one the server refuses); 3 the API could not be
+reached or kept failing (connection, timeout, 5xx after the retries); 130 interrupted (Ctrl-C).
+The commands themselves live in ``_commands`` and ``_import_command``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from .._client import AsyncAnalytex
 from .._config import redact
 from .._errors import (
     AnalytexError,
+    APIConnectionError,
+    APIResponseValidationError,
     AuthenticationError,
     ConfigurationError,
     ImportAbortedError,
+    InternalServerError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     ValidationError,
 )
 from .._version import __version__
@@ -40,6 +45,8 @@ PROG = "analytex-async"
 SUCCESS = 0
 FAILURE = 1
 USAGE_ERROR = 2
+UNREACHABLE = 3
+"""The API could not be reached or kept failing: the same command may work later."""
 INTERRUPTED = 130
 """The shell's status for a program stopped by SIGINT (128 + 2)."""
 
@@ -55,6 +62,32 @@ Ctrl-C by cancelling the root task, then turns the ``CancelledError`` back into 
 def one_line(text: str) -> str:
     """Collapse white space, so that a message is a single line."""
     return " ".join(text.split())
+
+
+PYTHON_TO_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("field 'source': ", ""),  # the FILE argument, which the message names anyway
+    ("format='ndjson' or 'csv'", "--format ndjson or --format csv"),
+    ("format='ndjson'", "--format ndjson"),
+    ("format='csv'", "--format csv"),
+    ('format="ndjson"', "--format ndjson"),
+    ('format="csv"', "--format csv"),
+    ("csv_multiline=True", "--csv-multiline"),
+)
+"""Library wording that names a keyword argument, and the option a person types instead."""
+
+
+def in_cli_words(text: str) -> str:
+    """``text`` with the library's keyword arguments named as the command line's options.
+
+    The library's messages speak to Python callers (``pass format='csv'``); a person at the
+    shell passes ``--format csv``.
+
+    Args:
+        text: A message from the library.
+    """
+    for python, option in PYTHON_TO_OPTIONS:
+        text = text.replace(python, option)
+    return text
 
 
 class CliError(click.ClickException):
@@ -78,14 +111,25 @@ class CliUsageError(CliError):
     exit_code = USAGE_ERROR
 
 
+class CliUnreachableError(CliError):
+    """The API could not be reached or kept failing; exit status 3."""
+
+    exit_code = UNREACHABLE
+
+
 def cli_error(message: str, status: int) -> CliError:
     """The one-line error for an exit status.
 
     Args:
         message: What went wrong.
-        status: 2 for usage or configuration errors, else 1.
+        status: 2 for usage or configuration errors, 3 when the API could not be reached or
+            kept failing, else 1.
     """
-    return CliUsageError(message) if status == USAGE_ERROR else CliError(message)
+    if status == USAGE_ERROR:
+        return CliUsageError(message)
+    if status == UNREACHABLE:
+        return CliUnreachableError(message)
+    return CliError(message)
 
 
 @attrs.frozen
@@ -106,6 +150,17 @@ class Settings:
         """``text`` with the API key replaced by ``***``, wherever it came from."""
         return redact(text, self.api_key)
 
+    def check_key(self) -> None:
+        """Refuse to go on without an API key.
+
+        Raises:
+            CliError: There is no API key (exit status 2).
+        """
+        if not self.api_key:
+            raise CliUsageError(
+                "no API key: pass --api-key KEY or set the ANALYTEX_API_KEY environment variable"
+            )
+
     def client(self, **options: Any) -> AsyncAnalytex:
         """A client for these settings.
 
@@ -116,34 +171,46 @@ class Settings:
             CliError: There is no API key (exit status 2).
             ConfigurationError: A setting is wrong.
         """
-        if not self.api_key:
-            raise CliUsageError(
-                "no API key: pass --api-key KEY or set the ANALYTEX_API_KEY environment variable"
-            )
+        self.check_key()
         return AsyncAnalytex(
             api_key=self.api_key, base_url=self.base_url, region=self.region, **options
         )
 
 
-def exit_status(error: BaseException) -> int:
-    """The exit status for a library error: 2 when the command or its settings must change.
+USAGE_ERRORS = (
+    ConfigurationError,
+    ValidationError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+)
+"""The command or its settings must change (a key the server refuses included): exit 2."""
+API_OUTAGES = (
+    APIConnectionError,  # APITimeoutError included
+    InternalServerError,
+    RateLimitError,
+    APIResponseValidationError,
+)
+"""The API could not be reached or kept failing after the retries: exit 3."""
 
-    An outage (the server, the network, the governor's store) is 1: the same command may work
-    later.
+
+def exit_status(error: BaseException) -> int:
+    """The exit status for a library error.
+
+    2 when the command or its settings must change; 3 when the API could not be reached or
+    kept failing (a script may run the same command later); 1 otherwise (the server refused a
+    batch, a job failed, the governor's store is out). An aborted import takes its cause's.
 
     Args:
         error: What the library raised.
     """
-    usage = (
-        ConfigurationError,
-        ValidationError,
-        AuthenticationError,
-        PermissionDeniedError,
-        NotFoundError,
-    )
     if isinstance(error, ImportAbortedError):
         return exit_status(error.__cause__) if error.__cause__ is not None else FAILURE
-    return USAGE_ERROR if isinstance(error, usage) else FAILURE
+    if isinstance(error, USAGE_ERRORS):
+        return USAGE_ERROR
+    if isinstance(error, API_OUTAGES):
+        return UNREACHABLE
+    return FAILURE
 
 
 class _CtrlCWitness:
@@ -218,7 +285,7 @@ def run_async(settings: Settings | None, work: Callable[[], Awaitable[T]]) -> T:
     try:
         return run_interruptibly(work)
     except (AnalytexError, TimeoutError) as exc:
-        message = str(exc) or type(exc).__name__
+        message = in_cli_words(str(exc) or type(exc).__name__)
         if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
             message += " (check the API key)"
         if settings is not None:
@@ -316,6 +383,7 @@ def cli(ctx: click.Context, api_key: str | None, base_url: str | None, region: s
     no account and no network.
 
     Exit status: 0 success, 1 the work ran but records were rejected or a job failed, 2 usage or
-    configuration error, 130 interrupted.
+    configuration error (a key the server refuses included), 3 the API could not be reached or
+    kept failing, 130 interrupted.
     """
     ctx.obj = Settings(api_key or None, base_url or None, region.lower())

@@ -238,7 +238,7 @@ class RichImportDisplay(ImportDisplay):
     def redraw(self) -> None:
         """Update every bar from the watch (``keep_showing`` draws them)."""
         p = self.watch.progress
-        values = {"read": p.rows_read, "sent": p.rows_sent, "completed": p.rows_completed}
+        values = {"read": p.rows_read, "sent": p.rows_sent, "completed": self.watch.rows_completed}
         totals = {
             "read": self.watch.total,
             "sent": self.watch.expected_rows,

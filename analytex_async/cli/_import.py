@@ -25,10 +25,11 @@ from .._bulk._records import check_record
 from .._bulk._sources import read_source
 from .._client import AsyncAnalytex
 from .._constants import MAX_REJECTIONS_KEPT
-from .._models import ImportProgress, ImportResult, Rejection
+from .._models import ImportProgress, ImportResult, Job, Rejection
 from .._types import SourceFormat
 from ._display import ImportDisplay
 from ._report import ImportReport, ImportRequest
+from ._server_jobs import keep_jobs_fresh
 
 T = TypeVar("T")
 
@@ -40,9 +41,16 @@ DRY_RUN_REPORT_EVERY = 500
 
 
 async def _shown(
-    display: ImportDisplay, request: ImportRequest, work: Callable[[], Awaitable[T]]
+    display: ImportDisplay,
+    request: ImportRequest,
+    work: Callable[[], Awaitable[T]],
+    get_job: Callable[[str], Awaitable[Job]] | None = None,
 ) -> T:
-    """Run ``work`` with the display showing, and the source counted for the ETA meanwhile."""
+    """Run ``work`` with the display showing, and the source counted for the ETA meanwhile.
+
+    With ``get_job``, the import's unfinished jobs are also looked at every few seconds, so the
+    display shows what the server completed between the pipeline's own polls.
+    """
     outcome: list[T] = []
     failure: Exception | None = None
     stop_counting = threading.Event()
@@ -50,6 +58,8 @@ async def _shown(
     with display:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(display.keep_showing)
+            if get_job is not None:
+                tasks.start_soon(keep_jobs_fresh, display.watch, get_job, display.redraw)
             if request.total is not None:
                 display.set_total(request.total)
             elif isinstance(request.source, Path):
@@ -124,7 +134,8 @@ async def run_import(
     Args:
         client: The client to import with.
         request: What to import and how.
-        display: Where progress shows; its ``update`` is the ``on_progress`` callback.
+        display: Where progress shows; its ``update`` is the ``on_progress`` callback. The
+            jobs it learns of (``spotting_http_client``) are refreshed through ``client``.
         on_invalid: Receives every rejection as it is found (the result keeps the first 1,000).
 
     Returns:
@@ -145,7 +156,9 @@ async def run_import(
     if on_invalid is not None:
         options["on_invalid"] = on_invalid
     method = client.import_users if request.kind == "user" else client.import_companies
-    return await _shown(display, request, lambda: method(request.source, **options))
+    return await _shown(
+        display, request, lambda: method(request.source, **options), get_job=client.get_job
+    )
 
 
 async def validate_only(

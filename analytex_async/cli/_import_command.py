@@ -1,8 +1,13 @@
 """``analytex-async import users`` / ``import companies``: the options, the run, the exit status.
 
-Exit status: 0 all sent (and completed), 1 records rejected, a job failed or the server failed,
-2 usage or configuration error, 130 interrupted (the summary of what was accepted is printed
-first, with how to resume).
+Exit status: 0 all sent (and completed), 1 records rejected, a job failed or the server refused
+a batch, 2 usage or configuration error, 3 the API could not be reached or kept failing, 130
+interrupted (the summary of what was accepted is printed first, with how to resume).
+
+``--rejects`` is written to a partial file beside it and moved into place when the import ends
+(finished, with or without rejections); a run that stops early (Ctrl-C, or an abort: the API
+unreachable or refusing a batch) leaves an existing file as it was and says where the partial
+one is.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
+from .._config import resolve_base_url
 from .._errors import ImportAbortedError, ValidationError
 from .._types import RecordKind, SourceFormat
 from ._app import (
@@ -25,9 +31,11 @@ from ._app import (
     PROG,
     SUCCESS,
     USAGE_ERROR,
+    CliError,
     CliUsageError,
     Settings,
     exit_status,
+    in_cli_words,
     one_line,
     run_async,
 )
@@ -36,6 +44,7 @@ from ._import import run_import, validate_only
 from ._progress import DRY_RUN_STAGES, STAGES, ImportWatch, counted
 from ._rejects import RejectsFile
 from ._report import ImportReport, ImportRequest
+from ._server_jobs import spotting_http_client
 from ._summary import output_console, print_summary, resume_hint
 
 
@@ -47,7 +56,7 @@ def import_group() -> None:
     (NDJSON unless --format csv; gzip is recognised). Every record is validated first; invalid
     ones are reported (--rejects saves them), valid ones go in batches at the rate, one job at a
     time. Exit status: 0 all sent (and completed), 1 records rejected or a job failed, 2 usage or
-    configuration error, 130 interrupted.
+    configuration error, 3 the API could not be reached or kept failing, 130 interrupted.
     """
 
 
@@ -78,7 +87,8 @@ def _import_options(command: Callable[..., None]) -> Callable[..., None]:
             "--rejects",
             type=click.Path(dir_okay=False, writable=True, path_type=Path),
             metavar="OUT.ndjson",
-            help="Write each rejected record, with its reason and line, to this file.",
+            help="Write each rejected record, with its reason and line, to this file (replaced "
+            "when the import ends; a run stopped early leaves it as it was).",
         ),
         click.option("--no-wait", is_flag=True, help="Return once the last batch is accepted."),
         click.option(
@@ -120,17 +130,22 @@ async def _import_with_client(
     rejects: RejectsFile | None,
 ) -> tuple[ImportReport, int]:
     options = {} if rows_per_minute is None else {"rows_per_minute": rows_per_minute}
-    async with settings.client(**options) as client:
+    settings.check_key()
+    base_url = resolve_base_url(settings.region, settings.base_url)
+    async with (
+        spotting_http_client(base_url, display.watch) as http_client,
+        settings.client(http_client=http_client, **options) as client,
+    ):
         display.watch.rows_per_minute = client.rows_per_minute
         try:
             result = await run_import(client, request, display, on_invalid=rejects)
         except ImportAbortedError as exc:
-            error = settings.redact(one_line(str(exc)))
+            error = settings.redact(in_cli_words(one_line(str(exc))))
             return ImportReport.of_result(request, exc.result, error=error), exit_status(exc)
         except ValidationError as exc:
             if exc.result is None or not exc.result.rows_sent:
                 raise
-            error = settings.redact(one_line(str(exc)))
+            error = settings.redact(in_cli_words(one_line(str(exc))))
             return ImportReport.of_result(request, exc.result, error=error), USAGE_ERROR
     report = ImportReport.of_result(request, result)
     return report, SUCCESS if report.ok else FAILURE
@@ -144,6 +159,17 @@ def _open_rejects(path: Path | None) -> RejectsFile | None:
         return RejectsFile(path).open()
     except OSError as exc:
         raise CliUsageError(f"cannot write the rejects file {path}: {exc}") from None
+
+
+def _left_as_it_was(rejects: RejectsFile | None) -> str:
+    """What became of the rejects file of a run that did not end (``""`` without one)."""
+    if rejects is None:
+        return ""
+    partial = rejects.abandon()
+    if partial is None:
+        return f"{rejects.path} was left as it was (no rejected record was found)"
+    found = counted(rejects.written, "rejected record")
+    return f"{rejects.path} was left as it was; the {found} found are in {partial}"
 
 
 def _import(
@@ -196,25 +222,51 @@ def _import(
             request, watch.progress, watch.elapsed, error="interrupted"
         )
         _report(report, rejects=rejects, as_json=as_json, settings=settings)
-        kept = ""
-        if rejects_file is not None:
-            rejects_file.close()
-            found = counted(rejects_file.written, "rejected record")
-            kept = f"; {rejects} holds the {found} found before the stop"
+        kept = _left_as_it_was(rejects_file)
         click.echo(
             f"\n{PROG}: interrupted: the server had accepted {counted(report.rows_sent, 'row')} "
-            f"in {counted(report.batches, 'batch')}; their jobs go on ({PROG} jobs){kept}",
+            f"in {counted(report.batches, 'batch')}; their jobs go on ({PROG} jobs)"
+            + (f"; {kept}" if kept else ""),
             err=True,
         )
         if not dry_run:
             click.echo(f"{PROG}: {resume_hint(journal)}", err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
-    finally:
-        if rejects_file is not None:
-            rejects_file.close()
-    _report(report, rejects=rejects, as_json=as_json, settings=settings)
-    if report.error is not None:
+    except CliError as exc:
+        kept = _left_as_it_was(rejects_file)
+        if kept:
+            raise type(exc)(f"{exc.format_message()}; {kept}") from None
+        raise
+    except BaseException:
+        _left_as_it_was(rejects_file)
+        raise
+    _finish(report, status, settings, rejects_file, journal=journal, as_json=as_json)
+
+
+def _finish(
+    report: ImportReport,
+    status: int,
+    settings: Settings,
+    rejects: RejectsFile | None,
+    *,
+    journal: Path | None,
+    as_json: bool,
+) -> None:
+    """Put the rejects file in place if the run ended, print the summary, exit with ``status``."""
+    ended = report.error is None
+    if rejects is not None and ended:
+        try:
+            rejects.keep()
+        except OSError as exc:
+            _left_as_it_was(rejects)
+            raise CliUsageError(f"cannot write the rejects file {rejects.path}: {exc}") from None
+    path = rejects.path if rejects is not None else None
+    _report(report, rejects=path, as_json=as_json, settings=settings)
+    if not ended:
         click.echo(f"{PROG}: error: {report.error}", err=True)
+        kept = _left_as_it_was(rejects)
+        if kept:
+            click.echo(f"{PROG}: {kept}", err=True)
         if report.rows_sent:
             click.echo(f"{PROG}: {resume_hint(journal)}", err=True)
     raise click.exceptions.Exit(status)

@@ -1,8 +1,14 @@
 """The state of an import as the command line shows it: counts, pace, ETA, what it waits for.
 
 The import pipeline reports through ``on_progress`` (an ``ImportProgress`` after each step);
-:class:`ImportWatch` keeps the latest report and derives the rate and the ETA from it. The
-displays (``_display``) draw the watch; the words and numbers they use are here.
+:class:`ImportWatch` keeps the latest report and derives the rate and the ETA from it. It also
+keeps the import's jobs as the display last saw them (``_server_jobs`` refreshes them), so that
+what the server completed stays fresh between the pipeline's own polls. The displays
+(``_display``) draw the watch; the words and numbers they use are here.
+
+What the import waits for is named by the binding constraint: the client's rate ("next batch at
+12:04:31: the rate"), when the next batch could not go before that even once the server's job
+is done; else the server's running job.
 """
 
 from __future__ import annotations
@@ -12,17 +18,14 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._models import ImportProgress
+from .._bulk._jobs import is_finished
+from .._models import ImportProgress, Job
+from ._report import completed_rows
 
 STAGES: tuple[str, ...] = ("read", "sent", "completed")
 """The counts an import display shows."""
 DRY_RUN_STAGES: tuple[str, ...] = ("read",)
 """A dry run only reads and validates."""
-WAITING_FOR = {
-    "rate": "the rate budget",
-    "job": "the server's running job",
-    "retry": "a retry after an error",
-}
 
 
 def count(value: float) -> str:
@@ -42,6 +45,11 @@ def duration(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+def clock_time(moment: float) -> str:
+    """A moment (seconds since the epoch) as the local time of day: ``12:04:31``."""
+    return time.strftime("%H:%M:%S", time.localtime(moment))
+
+
 @attrs.define
 class ImportWatch:
     """The latest state of one import, and what follows from it.
@@ -51,11 +59,15 @@ class ImportWatch:
         wait: Whether the import waits for the server to complete the rows.
         total: The records the source holds (counted ahead), when known.
         clock: Seconds, for elapsed time and rates (a display concern: no wait uses it).
+        wall_clock: Seconds since the epoch, to tell a moment as a time of day.
         progress: The last report of the pipeline.
         started: When the watch began.
         first_sent_at: When the server first accepted a batch.
         last_sent_at: When the server last accepted a batch.
         sent_before_last: The rows sent before that batch.
+        last_batch_rows: The rows of the last accepted batch.
+        last_batch_started_at: When that batch left (its rate wait over), on ``clock``.
+        jobs: The import's jobs as the display last saw them, by id.
         outcome: ``"done"`` or ``"stopped"`` once the import is over.
     """
 
@@ -63,12 +75,17 @@ class ImportWatch:
     wait: bool = True
     total: int | None = None
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
     progress: ImportProgress = attrs.field(factory=ImportProgress)
     started: float = attrs.field(init=False)
     first_sent_at: float | None = None
     last_sent_at: float | None = None
     sent_before_last: int = 0
+    last_batch_rows: int = 0
+    last_batch_started_at: float | None = None
+    jobs: dict[str, Job] = attrs.field(factory=dict)
     outcome: str | None = None
+    _batch_left_at: float | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.started = self.clock()
@@ -83,12 +100,47 @@ class ImportWatch:
         Args:
             progress: The pipeline's report.
         """
+        now = self.clock()
         if progress.rows_sent > self.progress.rows_sent:
-            self.last_sent_at = self.clock()
+            self.last_sent_at = now
             self.sent_before_last = self.progress.rows_sent
+            self.last_batch_rows = progress.rows_sent - self.progress.rows_sent
+            # A batch split after a 413 skips the rate wait: its start is then unknown.
+            self.last_batch_started_at = self._batch_left_at or now
+            self._batch_left_at = None
             if self.first_sent_at is None:
                 self.first_sent_at = self.last_sent_at
+        elif self.progress.waiting_for == "rate" and progress.waiting_for is None:
+            self._batch_left_at = now  # the rate let the next batch go: it is on its way
         self.progress = progress
+
+    def saw_job(self, job: Job) -> None:
+        """Take the latest state of one of the import's jobs (accepted, or polled).
+
+        Args:
+            job: The job.
+        """
+        self.jobs[job.job_id] = job
+
+    def unfinished_jobs(self) -> list[Job]:
+        """The import's jobs the server had not finished when last seen."""
+        return [job for job in self.jobs.values() if not is_finished(job)]
+
+    @property
+    def rows_completed(self) -> int:
+        """Rows the server completed: the pipeline's count, or the display's fresher one."""
+        seen = sum(completed_rows(job) for job in self.jobs.values())
+        return max(self.progress.rows_completed, seen)
+
+    def next_batch_at(self) -> float | None:
+        """When the rate lets the next batch go (on ``clock``), if a batch went already.
+
+        The governor starts a batch once the rows before it fit the rate: the last batch's
+        rows, at ``rows_per_minute``, after that batch started.
+        """
+        if self.last_batch_started_at is None:
+            return None
+        return self.last_batch_started_at + self.last_batch_rows * 60.0 / self.rows_per_minute
 
     @property
     def elapsed(self) -> float:
@@ -122,7 +174,7 @@ class ImportWatch:
         expected = self.expected_rows
         if expected is None:
             return None
-        done = self.progress.rows_completed if self.wait else self.progress.rows_sent
+        done = self.rows_completed if self.wait else self.progress.rows_sent
         remaining = max(expected - done, 0)
         if not remaining:
             return 0.0
@@ -136,9 +188,35 @@ class ImportWatch:
         waiting = self.progress.waiting_for
         if waiting is None:
             return "reading and sending"
-        if waiting == "rate":
-            return f"waiting for the rate budget ({count(self.rows_per_minute)} rows/min)"
-        return f"waiting for {WAITING_FOR[waiting]}"
+        if waiting == "retry":
+            return "waiting for a retry after an error"
+        now = self.clock()
+        next_batch = self.next_batch_at()
+        if waiting == "job" and not self._rate_binds(now, next_batch):
+            return self._job_text()
+        rate = f"the rate ({count(self.rows_per_minute)} rows/min)"
+        if next_batch is None or next_batch <= now:
+            return f"waiting for {rate}"
+        return f"next batch at {clock_time(self.wall_clock() + next_batch - now)}: {rate}"
+
+    def _rate_binds(self, now: float, next_batch: float | None) -> bool:
+        """Whether the rate, not the server's job, holds the next batch back.
+
+        The job's rows still to do are assumed to go at the rate too: the server's pace is
+        unknown, and the API's is the rate the client keeps to.
+        """
+        if next_batch is None or next_batch <= now:
+            return False
+        to_do = max(self.progress.rows_sent - self.rows_completed, 0)
+        return next_batch >= now + to_do * 60.0 / self.rows_per_minute
+
+    def _job_text(self) -> str:
+        running = self.unfinished_jobs()
+        if len(running) == 1 and running[0].total_rows:
+            job = running[0]
+            done = f"{count(job.completed_rows or 0)} of {count(job.total_rows or 0)} rows done"
+            return f"waiting for the server's running job ({done})"
+        return "waiting for the server's running job"
 
     def status_parts(self) -> list[str]:
         """The rate, elapsed time, ETA and state, as short phrases."""
@@ -158,7 +236,7 @@ class ImportWatch:
             stages: Which counts to show.
         """
         p = self.progress
-        values = {"read": p.rows_read, "sent": p.rows_sent, "completed": p.rows_completed}
+        values = {"read": p.rows_read, "sent": p.rows_sent, "completed": self.rows_completed}
         shown = [f"{stage} {count(values[stage])}" for stage in stages]
         if shown and stages[0] == "read" and self.total is not None:
             shown[0] += f" of {count(self.total)}"

@@ -3,16 +3,25 @@
 The library keeps only the first 1,000 rejections in its result (a file of bad rows must not
 grow memory), so the file is fed by the import's ``on_invalid`` callable, one line per
 rejection as it happens, and holds every one of them however many there are.
+
+The lines go to a partial file beside the target (the same directory, so that the final rename
+is atomic) and replace the target only when the import ends: an interrupted or aborted run
+leaves an existing file as it was, and the partial one says what that run found.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
+import shutil
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from .._models import Rejection
+
+PARTIAL_SUFFIX = ".partial"
 
 
 def rejection_json(rejection: Rejection) -> str:
@@ -35,35 +44,45 @@ def rejection_json(rejection: Rejection) -> str:
 
 
 class RejectsFile:
-    """Writes rejections to a file as NDJSON, in the order they are found (source order).
+    """Writes rejections as NDJSON, in the order they are found (source order).
 
-    Call it with each ``Rejection`` (it is the import's ``on_invalid`` callable). Opening
-    truncates the file, so that a mistake in the path fails before anything is sent and the
-    file never mixes two runs.
+    Call it with each ``Rejection`` (it is the import's ``on_invalid`` callable). ``open``
+    creates the partial file beside ``path`` (so that a mistake in the path fails before
+    anything is sent); ``keep`` moves it into place once the import has ended; ``abandon``
+    leaves ``path`` untouched and keeps the partial file only if it holds a rejection.
 
     Writes go through a buffered stream: one line costs no system call, so writing on the event
     loop does not stall it.
 
     Args:
-        path: The file to (over)write.
+        path: The file the rejections are for.
 
     Attributes:
-        path: The file.
+        path: The file the rejections are for.
+        partial: The partial file, once open.
         written: Rejections written so far.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.partial: Path | None = None
         self.written = 0
         self._out: IO[str] | None = None
 
     def open(self) -> RejectsFile:
-        """Create (or empty) the file.
+        """Create the partial file beside ``path``.
 
         Raises:
-            OSError: The file cannot be written.
+            OSError: The directory cannot be written.
         """
-        self._out = self.path.open("w", encoding="utf-8")
+        while self._out is None:
+            # A name of its own: two runs writing the same target never share a partial file.
+            candidate = self.path.with_name(
+                f"{self.path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+            )
+            with contextlib.suppress(FileExistsError):
+                self._out = candidate.open("x", encoding="utf-8")
+                self.partial = candidate
         return self
 
     def __call__(self, rejection: Rejection) -> None:
@@ -77,19 +96,37 @@ class RejectsFile:
         self._out.write(rejection_json(rejection) + "\n")
         self.written += 1
 
-    def close(self) -> None:
-        """Flush and close the file (again: nothing happens)."""
+    def _close(self) -> None:
         if self._out is not None:
             out, self._out = self._out, None
             out.close()
 
-    def __enter__(self) -> RejectsFile:
-        return self if self._out is not None else self.open()
+    def keep(self) -> None:
+        """The import ended: flush, and move the partial file into place (atomically).
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        An existing file keeps its permissions.
+
+        Raises:
+            OSError: The partial file cannot be moved into place.
+        """
+        self._close()
+        if self.partial is None:
+            return
+        with contextlib.suppress(OSError):
+            shutil.copymode(self.path, self.partial)
+        os.replace(self.partial, self.path)
+        self.partial = None
+
+    def abandon(self) -> Path | None:
+        """The import did not end: leave ``path`` as it was.
+
+        Returns:
+            The partial file, kept when it holds a rejection (else removed), or ``None``.
+        """
+        self._close()
+        partial, self.partial = self.partial, None
+        if partial is not None and not self.written:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            return None
+        return partial

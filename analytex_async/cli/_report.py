@@ -104,7 +104,7 @@ class ImportReport:
             jobs=list(result.jobs),
             batches=len(result.jobs),
             elapsed=result.elapsed,
-            rows_completed=sum(_completed_rows(job) for job in result.jobs),
+            rows_completed=sum(completed_rows(job) for job in result.jobs),
             rows_skipped=result.rows_skipped,
             error=error,
         )
@@ -176,8 +176,12 @@ class ImportReport:
         }
 
 
-def _completed_rows(job: Job) -> int:
-    # A completed job did every one of its rows, whatever its last counts said.
+def completed_rows(job: Job) -> int:
+    """The rows a job has done: all of them once it completed, whatever its last counts said.
+
+    Args:
+        job: The job's latest known state.
+    """
     if job.status is JobStatus.COMPLETED and job.total_rows is not None:
         return job.total_rows
     return job.completed_rows or 0

@@ -97,7 +97,7 @@ def _counts(report: ImportReport, rejects: Path | None) -> list[tuple[str, str]]
             skipped = counted(report.rows_skipped, "row")
             rows.append(("skipped", f"{skipped} (the journal: an earlier run sent them)"))
     rejected = counted(report.rows_rejected, "row")
-    if rejects is not None and not report.interrupted:
+    if rejects is not None and not report.interrupted and report.error is None:
         rejected += f", written to {escape(str(rejects))}"
     rows.append(("rejected", f"[red]{rejected}[/]" if report.rows_rejected else rejected))
     if report.jobs:
