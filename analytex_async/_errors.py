@@ -95,6 +95,14 @@ class JobFailedError(AnalytexError):
         super().__init__(f"job {job.job_id} failed{rows}")
 
 
+class QueueFullError(AnalytexError):
+    """Background delivery's queue is full and ``DeliveryPolicy(on_full="raise")``.
+
+    Raised in the caller of ``client.background.identify`` / ``identify_company`` / ``track``;
+    the record was not queued.
+    """
+
+
 class GovernorUnavailableError(AnalytexError):
     """A shared governor's store (Redis) cannot be used: unreachable, refused, or misbehaving.
 
