@@ -590,8 +590,9 @@ def test_ctrl_c_stops_cleanly_says_what_was_accepted_and_how_to_resume(
     assert rejects.read_text(encoding="utf-8") == earlier
     partials = list(tmp_path.glob("rejects.ndjson.*.partial"))
     assert len(partials) == 1
-    assert f"{rejects} was left as it was; the 1 rejected record found are in {partials[0]}" in (
-        stderr
+    assert (
+        f"{rejects} was left as it was; {partials[0]} holds the 1 rejected record this run found"
+        in (stderr)
     )
     assert json.loads(partials[0].read_text(encoding="utf-8"))["position"] == 0
     assert key not in stdout + stderr

@@ -86,6 +86,25 @@ def test_a_small_demo_runs_in_process() -> None:
     assert "The emulator ended with 1,994 users stored" in result.stdout
 
 
+def rows_per_minute_of(command: str) -> float | None:
+    words = shlex.split(command.split("#", maxsplit=1)[0])
+    if "--rows-per-minute" not in words:
+        return None
+    return float(words[words.index("--rows-per-minute") + 1])
+
+
+def test_the_suggested_import_runs_at_the_suggested_emulators_pace() -> None:
+    result = CliRunner().invoke(cli, ["demo", "--users", "100"], env={"FORCE_COLOR": None})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    (emulator,) = [line for line in lines if "analytex-async emulator" in line]
+    (importing,) = [line for line in lines if "analytex-async import users" in line]
+    pace = rows_per_minute_of(emulator)
+    assert pace is not None
+    assert pace > 1_200  # faster than the real API: a demo of minutes, not hours
+    assert rows_per_minute_of(importing) == pace  # the client left at 1,200 would be 50x slower
+
+
 def test_the_sample_holds_exactly_the_planted_invalid_records(tmp_path: Path) -> None:
     path = tmp_path / "sample.ndjson"
     planted = write_sample(path, 1_000)

@@ -244,6 +244,20 @@ class _CtrlCWitness:
             signal.signal(signal.SIGINT, handler)
 
 
+def describe(error: BaseException, settings: Settings | None) -> str:
+    """A library error as the command line says it: one line, its options' words, no key.
+
+    Args:
+        error: What the library raised.
+        settings: The global options (to redact the key), if the work used them.
+    """
+    message = in_cli_words(one_line(str(error) or type(error).__name__))
+    refused = error.__cause__ if isinstance(error, ImportAbortedError) else error
+    if isinstance(refused, (AuthenticationError, PermissionDeniedError)):
+        message += " (check the API key)"
+    return settings.redact(message) if settings is not None else message
+
+
 def run_interruptibly(work: Callable[[], Awaitable[T]]) -> T:
     """``anyio.run`` on asyncio, where a Ctrl-C is always a ``KeyboardInterrupt``.
 
@@ -285,12 +299,7 @@ def run_async(settings: Settings | None, work: Callable[[], Awaitable[T]]) -> T:
     try:
         return run_interruptibly(work)
     except (AnalytexError, TimeoutError) as exc:
-        message = in_cli_words(str(exc) or type(exc).__name__)
-        if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
-            message += " (check the API key)"
-        if settings is not None:
-            message = settings.redact(message)
-        raise cli_error(message, exit_status(exc)) from None
+        raise cli_error(describe(exc, settings), exit_status(exc)) from None
 
 
 class AnalytexCommandLine(click.Group):

@@ -209,6 +209,19 @@ def job(
 # -- emulator -----------------------------------------------------------------------------------
 
 
+def _check_emulator_keys(
+    ctx: click.Context, param: click.Parameter, keys: tuple[str, ...]
+) -> tuple[str, ...]:
+    # The key itself is never quoted: it may be a real one.
+    for key in keys:
+        if not key:
+            raise click.BadParameter("a key must not be empty", ctx, param)
+        if key != key.strip():
+            # The server strips the header's surrounding spaces: such a key could never match.
+            raise click.BadParameter("a key must not start or end with white space", ctx, param)
+    return keys
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -219,22 +232,46 @@ def job(
     type=click.FloatRange(min=0, min_open=True),
     help="How fast bulk jobs are processed.",
 )
-def emulator(host: str, port: int, rows_per_minute: float) -> None:
-    """Serve a local Analytex emulator (any non-empty API key is accepted)."""
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    metavar="KEY",
+    callback=_check_emulator_keys,
+    help="Accept only this API key (repeatable); without it, any non-empty key. The global "
+    "--api-key and ANALYTEX_API_KEY configure clients, never the emulator.",
+)
+def emulator(host: str, port: int, rows_per_minute: float, api_keys: tuple[str, ...]) -> None:
+    """Serve a local Analytex emulator.
+
+    It accepts any non-empty API key unless --api-key names the ones to accept. What it stored
+    can be read at /_emulator/users/ID, /_emulator/companies/ID, /_emulator/events and
+    /_emulator/jobs (read-only, no key).
+    """
     try:
         from ..emulator import run  # noqa: PLC0415 - needs the optional `emulator` extra
     except ImportError as exc:
         raise CliUsageError(
             f'the emulator needs {exc.name}: pip install "analytex-async[emulator]"'
         ) from None
+    accepted = "the --api-key keys only" if api_keys else "any API key"
     if not is_loopback_host(host):
         click.echo(
             f"warning: serving on {host}, reachable beyond this machine; the emulator "
-            "accepts any API key",
+            f"accepts {accepted}",
             err=True,
         )
-    click.echo(f"Analytex emulator on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    click.echo(
+        f"Analytex emulator on http://{host}:{port}, accepting {accepted} "
+        f"(what it stored: http://{host}:{port}/_emulator/jobs; Ctrl-C to stop)",
+        err=True,
+    )
     try:
-        run(host=host, port=port, rows_per_minute=rows_per_minute)
+        run(
+            host=host,
+            port=port,
+            rows_per_minute=rows_per_minute,
+            api_keys=list(api_keys) if api_keys else None,
+        )
     except KeyboardInterrupt:
         click.echo("emulator stopped", err=True)

@@ -33,6 +33,9 @@ DEMO_RATE = 600_000.0
 """Rows a minute, for the emulator's jobs and the client's governor alike."""
 DEMO_KEY = "demo-key"
 """The emulator takes any key: this one never leaves the machine."""
+NEXT_RATE = 60_000
+"""Rows a minute of the emulator the demo suggests next, and of the import it suggests: the
+client keeps to the server's pace (its default is the real API's 1,200)."""
 SAMPLE_NAME = "demo-users.ndjson"
 MIN_USERS = 100
 
@@ -96,6 +99,15 @@ def write_sample(path: Path, users: int, seed: int = 7) -> int:
             }
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
     return len(planted)
+
+
+def next_commands() -> list[str]:
+    """The commands the demo suggests next: an emulator, and an import at the emulator's pace."""
+    return [
+        f"analytex-async emulator --rows-per-minute {NEXT_RATE}      # in another shell",
+        "ANALYTEX_API_KEY=any ANALYTEX_BASE_URL=http://127.0.0.1:8000 analytex-async import "
+        f"users FILE.ndjson --rows-per-minute {NEXT_RATE} --rejects rejects.ndjson",
+    ]
 
 
 @attrs.frozen
@@ -175,10 +187,6 @@ async def run_demo(out: Console, display: ImportDisplay, *, users: int = DEMO_US
         "your own:",
         soft_wrap=True,
     )
-    out.print("  analytex-async emulator --rows-per-minute 60000      # in another shell")
-    out.print(
-        "  ANALYTEX_API_KEY=any ANALYTEX_BASE_URL=http://127.0.0.1:8000 "
-        "analytex-async import users FILE.ndjson --rejects rejects.ndjson",
-        soft_wrap=True,
-    )
+    for command in next_commands():
+        out.print(f"  {command}", soft_wrap=True, markup=False)
     return DemoOutcome(report, planted, stored)

@@ -34,9 +34,8 @@ from ._app import (
     CliError,
     CliUsageError,
     Settings,
+    describe,
     exit_status,
-    in_cli_words,
-    one_line,
     run_async,
 )
 from ._display import ImportDisplay, import_display
@@ -140,12 +139,12 @@ async def _import_with_client(
         try:
             result = await run_import(client, request, display, on_invalid=rejects)
         except ImportAbortedError as exc:
-            error = settings.redact(in_cli_words(one_line(str(exc))))
+            error = describe(exc, settings)
             return ImportReport.of_result(request, exc.result, error=error), exit_status(exc)
         except ValidationError as exc:
             if exc.result is None or not exc.result.rows_sent:
                 raise
-            error = settings.redact(in_cli_words(one_line(str(exc))))
+            error = describe(exc, settings)
             return ImportReport.of_result(request, exc.result, error=error), USAGE_ERROR
     report = ImportReport.of_result(request, result)
     return report, SUCCESS if report.ok else FAILURE
@@ -169,7 +168,7 @@ def _left_as_it_was(rejects: RejectsFile | None) -> str:
     if partial is None:
         return f"{rejects.path} was left as it was (no rejected record was found)"
     found = counted(rejects.written, "rejected record")
-    return f"{rejects.path} was left as it was; the {found} found are in {partial}"
+    return f"{rejects.path} was left as it was; {partial} holds the {found} this run found"
 
 
 def _import(

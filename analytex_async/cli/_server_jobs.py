@@ -81,7 +81,7 @@ async def keep_jobs_fresh(
     get_job: Callable[[str], Awaitable[Job]],
     on_change: Callable[[], None],
     *,
-    interval: float = SERVER_REFRESH,
+    interval: float | None = None,
 ) -> None:
     """Every ``interval`` seconds, ask for the import's unfinished jobs; until cancelled.
 
@@ -92,10 +92,11 @@ async def keep_jobs_fresh(
         watch: The import's watch (its ``jobs`` are refreshed).
         get_job: Fetches a job (``client.get_job``).
         on_change: Called after each look (the display's ``redraw``).
-        interval: Seconds between two looks.
+        interval: Seconds between two looks (``SERVER_REFRESH`` by default).
     """
+    pause = SERVER_REFRESH if interval is None else interval
     while True:
-        await anyio.sleep(interval)
+        await anyio.sleep(pause)
         for job in watch.unfinished_jobs():
             try:
                 watch.saw_job(await get_job(job.job_id))
