@@ -302,6 +302,7 @@ class AsyncAnalytex:
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
         format: SourceFormat | None = None,
+        csv_multiline: bool = False,
         journal: str | os.PathLike[str] | None = None,
     ) -> ImportResult:
         """Import any number of users through governed, validated NDJSON batches.
@@ -324,6 +325,8 @@ class AsyncAnalytex:
                 that receives every ``Rejection`` as it happens (e.g. to stream them to a file).
             on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (up to 100 lines, 1 MiB a row);
+                by default a CSV line whose quotes do not pair up is a ``Rejection``.
             journal: A file in which every accepted batch is recorded durably. Run the same
                 import again with the same journal and what was accepted is skipped, so a
                 crash or a cancel loses nothing and repeats at most the batch in flight.
@@ -343,7 +346,9 @@ class AsyncAnalytex:
             print(result.rows_sent, len(result.rejected), [j.job_id for j in result.jobs])
             ```
         """
-        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, journal=journal)
+        options = ImportOptions(
+            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
+        )
         return await self._import("user", source, options)
 
     async def import_companies(
@@ -355,6 +360,7 @@ class AsyncAnalytex:
         on_invalid: OnInvalid = "skip",
         on_progress: ProgressCallback | None = None,
         format: SourceFormat | None = None,
+        csv_multiline: bool = False,
         journal: str | os.PathLike[str] | None = None,
     ) -> ImportResult:
         """Import any number of companies; the same pipeline as ``import_users``.
@@ -367,6 +373,7 @@ class AsyncAnalytex:
             on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
             on_progress: Called with an ``ImportProgress`` as the import moves.
             format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (see ``import_users``).
             journal: A file recording accepted batches, to resume from (see ``import_users``).
 
         Returns:
@@ -377,7 +384,9 @@ class AsyncAnalytex:
                 ``on_invalid="raise"``.
             ImportAbortedError: A batch failed for good.
         """
-        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, journal=journal)
+        options = ImportOptions(
+            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
+        )
         return await self._import("company", source, options)
 
     # -- jobs --------------------------------------------------------------------------------

@@ -79,12 +79,14 @@ async def test_csv_companies_keep_every_other_column_as_metadata(tmp_path: Path)
     ]
 
 
-async def test_quoted_newlines_span_lines_and_line_numbers_follow(tmp_path: Path) -> None:
+async def test_with_csv_multiline_quoted_newlines_span_lines_and_line_numbers_follow(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "users.csv"
     path.write_bytes(
         b'user_id,bio\r\nu1,"line one\r\nline two\r\nline three"\r\nu2,plain\r\nu3,"a\nb"\nu4,x\n'
     )
-    records = await collect(path)
+    records = await collect(path, csv_multiline=True)
     assert [(r.line, r.record["user_id"]) for r in records] == [
         (2, "u1"),
         (5, "u2"),
@@ -144,12 +146,18 @@ async def test_a_csv_text_stream_may_carry_a_bom() -> None:
     assert [r.record for r in records] == [{"user_id": "u1", "metadata": {"plan": "pro"}}]
 
 
-async def test_a_csv_field_over_the_csv_limit_stops_the_read() -> None:
-    data = "user_id,bio\nu1,short\nu2," + "x" * 200_000 + "\n"
-    seen, error = await collect_until_error(io.StringIO(data), format="csv")
-    assert [r.record["user_id"] for r in seen] == ["u1"]
-    assert "not valid CSV" in str(error)
-    assert error.line == 3
+@pytest.mark.parametrize("multiline", [False, True])
+async def test_a_csv_field_over_the_csv_limit_is_a_rejection_and_the_read_goes_on(
+    multiline: bool,
+) -> None:
+    data = "user_id,bio\nu1,short\nu2," + "x" * 200_000 + "\nu3,after\n"
+    records = await collect(io.StringIO(data), format="csv", csv_multiline=multiline)
+    assert [(r.line, r.error is None) for r in records] == [(2, True), (3, False), (4, True)]
+    assert records[0].record["user_id"] == "u1"
+    assert records[1].error == "not valid CSV: field larger than field limit (131072)"
+    assert records[1].record.startswith("u2,xxx")
+    assert len(records[1].record) <= 1_000
+    assert records[2].record["user_id"] == "u3"
 
 
 csv_cells = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=6)
@@ -179,5 +187,10 @@ async def test_any_csv_written_by_the_csv_module_reads_back_with_its_line_number
             record["company_id"] = company_id
         record["metadata"] = {"note": note} if note else {}
         expected.append((line, record))
-    records = await collect(io.BytesIO(buffer.getvalue().encode("utf-8")), format="csv")
+    data = buffer.getvalue().encode("utf-8")
+    records = await collect(io.BytesIO(data), format="csv", csv_multiline=True)
     assert [(r.line, r.record) for r in records] == expected
+    if not re.search(r"[\r\n]", "".join(cell for row in rows for cell in row)):
+        # No cell spans lines: one line per record reads the same.
+        records = await collect(io.BytesIO(data), format="csv")
+        assert [(r.line, r.record) for r in records] == expected

@@ -22,11 +22,11 @@ import anyio.to_thread
 
 from .._errors import ValidationError
 from .._types import RecordKind, SourceFormat
+from ._csv_parser import CsvParser
 from ._pacing import Pacer
 from ._parsers import (
     READ_ERRORS,
     BlockParser,
-    CsvParser,
     NdjsonParser,
     SourceRecord,
     encode_text,
@@ -159,6 +159,8 @@ class FileSource:
         stream: A caller's open binary or text file object, read but never closed.
         gzipped: The name ends in ``.gz``, so the content must be gzip; otherwise the magic
             bytes decide.
+        csv_multiline: Read CSV quoted cells that span lines (see ``CsvParser``); no effect on
+            NDJSON.
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class FileSource:
         path: str | os.PathLike[Any] | None = None,
         stream: Any = None,
         gzipped: bool = False,
+        csv_multiline: bool = False,
     ) -> None:
         self._name = name
         self._format = format
@@ -177,6 +180,7 @@ class FileSource:
         self._path = path
         self._stream = stream
         self._gzipped = gzipped
+        self._csv_multiline = csv_multiline
         self._closers: list[Callable[[], object]] = []
         self._parser: BlockParser | None = None
 
@@ -208,7 +212,7 @@ class FileSource:
 
     def _open_text(self, stream: IO[str]) -> BlockParser:
         if self._format == "csv":
-            return CsvParser(stream, self._name, self._kind)
+            return CsvParser(stream, self._name, self._kind, multiline=self._csv_multiline)
 
         def read() -> bytes:
             return encode_text(stream.read(_CHUNK_BYTES))
@@ -251,7 +255,7 @@ class FileSource:
                 binary, encoding="utf-8-sig", errors="surrogateescape", newline=""
             )
             self._closers.append(text.close)
-            return CsvParser(text, self._name, self._kind)
+            return CsvParser(text, self._name, self._kind, multiline=self._csv_multiline)
         # read1: one decompression step per call, so the data before a corrupt spot is handed
         # over before the error surfaces, and the error names the right line.
         read1 = binary.read1

@@ -31,6 +31,8 @@ class ImportOptions:
             a callable (sync or async) that receives every ``Rejection`` as it happens.
         on_progress: Called with an ``ImportProgress`` after each step (sync or async).
         format: The file format when it cannot be told from the source's name.
+        csv_multiline: Read CSV quoted cells that span lines (a bounded number); by default
+            one physical line is one record. Ignored for sources that are not CSV.
         max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
             multipart framing; lower only in tests).
         journal: Where to record accepted batches durably, and whence to resume.
@@ -41,6 +43,7 @@ class ImportOptions:
     on_invalid: OnInvalid = "skip"
     on_progress: ProgressCallback | None = None
     format: SourceFormat | None = None
+    csv_multiline: bool = False
     max_batch_bytes: int = MAX_BATCH_BYTES
     journal: str | os.PathLike[str] | None = None
 
@@ -54,6 +57,10 @@ class ImportOptions:
             raise ValidationError(
                 f"must be 'skip', 'raise' or a callable, got {self.on_invalid!r}",
                 field="on_invalid",
+            )
+        if not isinstance(self.csv_multiline, bool):
+            raise ValidationError(
+                f"must be True or False, got {self.csv_multiline!r:.60}", field="csv_multiline"
             )
         if self.on_progress is not None and not callable(self.on_progress):
             raise ValidationError("must be callable", field="on_progress")

@@ -3,26 +3,23 @@
 ``BlockParser`` owns what every file format shares: blocks of at most ``_BLOCK_LINES`` lines
 (so that a call is one short hop to a worker thread), the end of the input, record positions,
 and the failure that ends a read, raised only after the records read before it were handed
-over. Its subclasses, ``NdjsonParser`` and ``CsvParser``, only say how a block of lines (or CSV
-rows) becomes records. Parsers do no I/O of their own: they pull from whatever ``_files``
-gives them, and run entirely in a worker thread.
+over. Its subclasses, ``NdjsonParser`` here and ``CsvParser`` in ``_csv_parser``, only say how
+a block of lines (or CSV rows) becomes records. Parsers do no I/O of their own: they pull from
+whatever ``_files`` gives them, and run entirely in a worker thread.
 """
 
 from __future__ import annotations
 
 import abc
-import csv
 import gzip
-import io
 import json
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .._errors import ValidationError
-from .._types import RecordKind
 
 # Lines (or CSV rows) per block. Blocks are kept small so that few parsed records are waiting
 # when the garbage collector runs: waiting records get promoted, and enough promotions trigger
@@ -107,8 +104,15 @@ def encode_text(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def _raw_text(data: bytes) -> str:
-    """A bounded, printable rendering of bytes that did not decode."""
+def raw_text(data: bytes) -> str:
+    """A bounded, printable rendering of bytes that did not decode.
+
+    Args:
+        data: The bytes as read.
+
+    Returns:
+        Their UTF-8 text, invalid bytes replaced, cut to about 1,000 characters.
+    """
     return data[: _RAW_CHARS * 4].decode("utf-8", "replace")[:_RAW_CHARS]
 
 
@@ -267,7 +271,7 @@ class NdjsonParser(BlockParser):
         except UnicodeDecodeError as exc:
             return self._bad_record(
                 number,
-                _raw_text(line),
+                raw_text(line),
                 f"line {number} is not valid UTF-8 "
                 f"(byte 0x{line[exc.start]:02x} at offset {exc.start})",
             )
@@ -304,135 +308,3 @@ def _decode_json(text: str) -> Any:
     if end != len(text) and not text[end:].isspace():
         return json.loads(text)
     return value
-
-
-class CsvParser(BlockParser):
-    """CSV rows (dialect ``excel``) under a header, each row a record dict.
-
-    Args:
-        lines: The file's text, line by line, opened with ``newline=""``.
-        name: The file, as the user named it.
-        kind: Which id column the header must have (``user_id`` or ``company_id``).
-    """
-
-    def __init__(self, lines: Iterable[str], name: str, kind: RecordKind) -> None:
-        super().__init__(name)
-        self._rows = csv.reader(lines, dialect="excel")
-        self._kind = kind
-        self._id_column = "user_id" if kind == "user" else "company_id"
-        self._header: list[str] | None = None
-        self._id_index = 0
-        self._company_index: int | None = None
-        self._metadata: list[tuple[int, str]] = []
-
-    def _lines_read(self) -> int:
-        # line_num counts the lines the csv reader received whole (a quoted cell spans lines).
-        return self._rows.line_num
-
-    def _fill(self, out: list[SourceRecord], max_lines: int) -> bool:
-        rows = self._rows
-        for _ in range(max_lines):
-            start = rows.line_num + 1
-            try:
-                row = next(rows)
-            except StopIteration:
-                if self._header is None:
-                    raise ValidationError(
-                        f"{self.name}: the file is empty: a CSV file needs a header row with "
-                        f"a {self._id_column!r} column",
-                        field="source",
-                        line=1,
-                    ) from None
-                return True
-            except csv.Error as exc:
-                # The csv module cannot resynchronise after this (e.g. a field over its size
-                # limit), so the rest of the file cannot be trusted.
-                raise ValidationError(
-                    f"{self.name}: not valid CSV: {exc}",
-                    field="source",
-                    line=max(rows.line_num, start),
-                ) from exc
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines, or rows of empty cells: no data, not a record
-            if self._header is None:
-                self._set_header(row, start)
-            else:
-                out.append(self._row_record(row, start))
-        return False
-
-    def _set_header(self, row: list[str], line: int) -> None:
-        # A BOM survives in a text stream opened without utf-8-sig.
-        names = [cell.strip() for cell in row]
-        names[0] = names[0].lstrip("\ufeff").strip()
-        found = ", ".join(repr(_raw_text(encode_text(name))) for name in names)
-        if _bad_cell(names) is not None:
-            raise ValidationError(
-                f"{self.name}: the header is not valid UTF-8 (columns: {found})",
-                field="source",
-                line=line,
-            )
-        if "" in names:
-            raise ValidationError(
-                f"{self.name}: header column {names.index('') + 1} has no name (columns: {found})",
-                field="source",
-                line=line,
-            )
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValidationError(
-                f"{self.name}: duplicate header column(s) "
-                f"{', '.join(map(repr, duplicates))} (columns: {found})",
-                field="source",
-                line=line,
-            )
-        if self._id_column not in names:
-            raise ValidationError(
-                f"{self.name}: the header has no {self._id_column!r} column, which {self._kind} "
-                f"records need (columns: {found})",
-                field="source",
-                line=line,
-            )
-        self._header = names
-        self._id_index = names.index(self._id_column)
-        if self._kind == "user" and "company_id" in names:
-            self._company_index = names.index("company_id")
-        taken = {self._id_index, self._company_index}
-        self._metadata = [(i, name) for i, name in enumerate(names) if i not in taken]
-
-    def _row_record(self, row: list[str], line: int) -> SourceRecord:
-        assert self._header is not None  # noqa: S101  # rows come after the header
-        width = len(self._header)
-        if len(row) > width:
-            return self._bad_row(row, line, f"row has {len(row)} fields, header has {width}")
-        bad = _bad_cell(row)
-        if bad is not None:
-            return self._bad_row(
-                row, line, f"line {line} is not valid UTF-8 (in column {self._header[bad]!r})"
-            )
-        if len(row) < width:
-            row = row + [""] * (width - len(row))
-        record: dict[str, Any] = {self._id_column: row[self._id_index]}
-        if self._company_index is not None and row[self._company_index]:
-            record["company_id"] = row[self._company_index]
-        record["metadata"] = {name: row[i] for i, name in self._metadata if row[i]}
-        result = SourceRecord(self._position, line, record)
-        self._position += 1
-        return result
-
-    def _bad_row(self, row: list[str], line: int, reason: str) -> SourceRecord:
-        buffer = io.StringIO()
-        csv.writer(buffer, dialect="excel").writerow(row)
-        return self._bad_record(
-            line, _raw_text(encode_text(buffer.getvalue().rstrip("\r\n"))), reason
-        )
-
-
-def _bad_cell(cells: list[str]) -> int | None:
-    """The index of the first cell holding a lone surrogate (an undecodable byte), if any."""
-    for index, cell in enumerate(cells):
-        if not cell.isascii():
-            try:
-                cell.encode("utf-8")
-            except UnicodeEncodeError:
-                return index
-    return None

@@ -297,7 +297,11 @@ class ImportRun:
     async def _records(self, source: object) -> AsyncGenerator[SourceRecord, None]:
         """The source's records, with the producer's CPU time sliced for the event loop."""
         pacer = Pacer(max_items=None, max_seconds=STALL_BUDGET)
-        async with aclosing(read_source(source, self.kind, format=self.options.format)) as items:
+        options = self.options
+        records = read_source(
+            source, self.kind, format=options.format, csv_multiline=options.csv_multiline
+        )
+        async with aclosing(records) as items:
             async for item in items:
                 yield item
                 if pacer.due():

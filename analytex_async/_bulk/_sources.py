@@ -38,6 +38,7 @@ def read_source(
     kind: RecordKind,
     *,
     format: SourceFormat | None = None,
+    csv_multiline: bool = False,
 ) -> AsyncGenerator[SourceRecord, None]:
     """Read the records of a source lazily, as an async stream.
 
@@ -62,7 +63,13 @@ def read_source(
     {...}}``. Every other column is a metadata string. CSV cannot express null, so an empty cell
     is left out of ``metadata`` (it does not clear the property). Rows whose cells are all empty
     or blank are skipped; a row with more cells than the header is yielded with ``error`` set,
-    and missing trailing cells count as empty.
+    and missing trailing cells count as empty. One physical line is one row: a line that ends
+    inside a quoted cell is yielded with ``error`` set ("unclosed quote on line N") and reading
+    goes on at the next line. With ``csv_multiline=True`` quoted cells may span lines, up to 100
+    lines and 1 MiB per row; a row that runs past either, or is still open at the end of the
+    file, is yielded with ``error`` set, naming the line where it opened, and reading goes on
+    at the line after that one. A row the csv module cannot read (a cell longer than its field
+    size limit) is yielded with ``error`` set too.
 
     The returned async generator opens files only once iterated, and closes them when it ends,
     is closed or is cancelled; wrap it in ``contextlib.aclosing`` when you may stop early. A
@@ -73,6 +80,8 @@ def read_source(
         kind: ``"user"`` or ``"company"``: which id column a CSV file must have.
         format: ``"ndjson"`` or ``"csv"``, overriding the file suffix (files) or the NDJSON
             default (file objects).
+        csv_multiline: Read CSV quoted cells that span lines (see above). Ignored for other
+            sources: NDJSON records never span lines, and iterables have none.
 
     Returns:
         An async generator of ``SourceRecord``, in source order.
@@ -80,9 +89,9 @@ def read_source(
     Raises:
         ValidationError: At once, when ``source`` is not something records can be read from
             (``bytes``, a single record, a path with an unknown suffix and no ``format=``), or
-            ``kind`` / ``format`` is not one of their values. While iterating, when a file cannot
-            be opened or read, a gzip stream is corrupt, or a CSV header is unusable; the error
-            names the file and, where it applies, the line.
+            ``kind`` / ``format`` / ``csv_multiline`` is not one of their values. While
+            iterating, when a file cannot be opened or read, a gzip stream is corrupt, or a CSV
+            header is unusable; the error names the file and, where it applies, the line.
 
     Example:
         ```python
@@ -95,6 +104,10 @@ def read_source(
         raise ValidationError(f"must be 'user' or 'company', got {kind!r:.60}", field="kind")
     if format is not None and format not in ("ndjson", "csv"):
         raise ValidationError(f"must be 'ndjson' or 'csv', got {format!r:.60}", field="format")
+    if not isinstance(csv_multiline, bool):
+        raise ValidationError(
+            f"must be True or False, got {csv_multiline!r:.60}", field="csv_multiline"
+        )
     if isinstance(source, (bytes, bytearray, memoryview)):
         raise ValidationError(
             f"got {type(source).__name__}: pass a path, a file object or an iterable of records "
@@ -117,7 +130,16 @@ def read_source(
                 ".csv suffix (optionally followed by .gz), or pass format='ndjson' or 'csv'",
                 field="source",
             )
-        return read_file(FileSource(name, chosen, kind, path=source, gzipped=compressed))
+        return read_file(
+            FileSource(
+                name,
+                chosen,
+                kind,
+                path=source,
+                gzipped=compressed,
+                csv_multiline=csv_multiline,
+            )
+        )
     read = getattr(source, "read", None)
     if callable(read):
         if inspect.iscoroutinefunction(read):
@@ -128,7 +150,9 @@ def read_source(
             )
         stream_name = getattr(source, "name", None)
         label = stream_name if isinstance(stream_name, str) else f"<{type(source).__name__}>"
-        return read_file(FileSource(label, format or "ndjson", kind, stream=source))
+        return read_file(
+            FileSource(label, format or "ndjson", kind, stream=source, csv_multiline=csv_multiline)
+        )
     if isinstance(source, AsyncIterable):
         return _read_async_iterable(source)
     if isinstance(source, Iterable):
