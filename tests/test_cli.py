@@ -260,6 +260,42 @@ def test_csv_on_stdin_needs_format(run: Callable[..., Result], served: Served, k
     assert served.account(key).users["u1"].metadata == {"plan": "pro"}
 
 
+MULTILINE_CSV = 'user_id,note\nu1,"line one\nline two"\nu2,plain\n'
+
+
+def test_a_csv_cell_spanning_lines_is_rejected_by_line_unless_csv_multiline(
+    run: Callable[..., Result], served: Served, key: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "users.csv"
+    source.write_text(MULTILINE_CSV, encoding="utf-8")
+    rejects = tmp_path / "rejects.ndjson"
+    by_line = run("import", "users", str(source), "--rejects", str(rejects))
+    assert by_line.exit_code == 1, by_line.output
+    entries = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert [e["line"] for e in entries] == [2, 3]
+    assert all("unclosed quote" in e["reason"] for e in entries)
+    assert "read only with --csv-multiline)" in by_line.stdout  # the option, not the keyword
+    assert "csv_multiline=True" not in by_line.stdout
+    assert set(served.account(key).users) == {"u2"}
+    whole = run("import", "users", str(source), "--csv-multiline")
+    assert whole.exit_code == 0, whole.output
+    assert served.account(key).users["u1"].metadata == {"note": "line one\nline two"}
+
+
+def test_a_dry_run_reads_csv_cells_spanning_lines_with_csv_multiline(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    source = tmp_path / "users.csv"
+    source.write_text(MULTILINE_CSV, encoding="utf-8")
+    by_line = run("import", "users", str(source), "--dry-run", "--json")
+    assert by_line.exit_code == 1
+    assert json.loads(by_line.stdout)["rows_rejected"] == 2
+    whole = run("import", "users", str(source), "--dry-run", "--json", "--csv-multiline")
+    assert whole.exit_code == 0, whole.output
+    summary = json.loads(whole.stdout)
+    assert (summary["rows_read"], summary["rows_valid"]) == (2, 2)
+
+
 def test_json_summary_is_one_parseable_object_on_stdout(
     run: Callable[..., Result], tmp_path: Path
 ) -> None:

@@ -71,6 +71,7 @@ PYTHON_TO_OPTIONS: tuple[tuple[str, str], ...] = (
     ("format='csv'", "--format csv"),
     ('format="ndjson"', "--format ndjson"),
     ('format="csv"', "--format csv"),
+    ("csv_multiline=True, or --csv-multiline on the command line", "--csv-multiline"),
     ("csv_multiline=True", "--csv-multiline"),
 )
 """Library wording that names a keyword argument, and the option a person types instead."""

@@ -150,6 +150,7 @@ async def run_import(
         "wait": request.wait,
         "on_progress": display.update,
         "format": request.format,
+        "csv_multiline": request.csv_multiline,
     }
     if request.journal is not None:
         options["journal"] = request.journal
@@ -197,7 +198,9 @@ async def _check_all(
     rows_rejected = 0
     batches = 0
     rejected: list[Rejection] = []
-    source = read_source(request.source, request.kind, format=request.format)
+    source = read_source(
+        request.source, request.kind, format=request.format, csv_multiline=request.csv_multiline
+    )
     async with aclosing(source) as items:
         async for item in items:
             rows_read += 1

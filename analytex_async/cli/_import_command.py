@@ -100,6 +100,13 @@ def _import_options(command: Callable[..., None]) -> Callable[..., None]:
             type=click.Choice(["ndjson", "csv"]),
             help="The format, when the file name does not tell (stdin is NDJSON by default).",
         ),
+        click.option(
+            "--csv-multiline",
+            is_flag=True,
+            help="Read CSV quoted cells that span lines (up to 100 lines, 1 MiB a record). "
+            "Without it one line is one record, and a line whose quotes do not pair up is "
+            "rejected.",
+        ),
         click.pass_obj,
     ]
     for option in reversed(options):
@@ -184,6 +191,7 @@ def _import(
     dry_run: bool,
     as_json: bool,
     file_format: SourceFormat | None,
+    csv_multiline: bool,
 ) -> None:
     rejects_file = _open_rejects(rejects)
     source: Path | IO[bytes]
@@ -198,6 +206,7 @@ def _import(
         batch_size=batch_size,
         wait=not no_wait,
         format=file_format,
+        csv_multiline=csv_multiline,
         journal=journal,
     )
     watch = ImportWatch(rows_per_minute or 1200.0, wait=not no_wait)

@@ -27,6 +27,7 @@ class ImportRequest:
         batch_size: Records per batch at most.
         wait: Wait for the server to complete the jobs.
         format: The file format, when the name does not tell.
+        csv_multiline: Read CSV quoted cells that span lines.
         journal: The journal file, for a resumable import.
         total: The number of records, when known ahead (else counted from a file).
     """
@@ -37,6 +38,7 @@ class ImportRequest:
     batch_size: int = MAX_RECORDS
     wait: bool = True
     format: SourceFormat | None = None
+    csv_multiline: bool = False
     journal: Path | None = None
     total: int | None = None
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._models import Job, Rejection
+from ._app import in_cli_words
 from ._progress import count, counted, duration
 from ._report import ImportReport
 
@@ -138,7 +139,8 @@ def print_summary(
         console.print()
         console.print(f"[bold]Rejected records[/] ({count(report.rows_rejected)}):")
         for rejection in report.rejected[:shown]:
-            console.print(Text(f"  {where(rejection)}: {redact(rejection.reason)}"), soft_wrap=True)
+            reason = redact(in_cli_words(rejection.reason))
+            console.print(Text(f"  {where(rejection)}: {reason}"), soft_wrap=True)
         more = report.rows_rejected - min(len(report.rejected), shown)
         if more > 0:
             hint = "" if rejects is not None else " (--rejects FILE saves them all)"
