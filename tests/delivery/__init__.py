@@ -1,0 +1,1 @@
+"""Tests of background delivery (client.background)."""
