@@ -10,6 +10,8 @@ Examples:
 """
 
 from ._client import AsyncAnalytex
+from ._delivery._background import BackgroundDelivery
+from ._delivery._policy import DeliveryPolicy, DeliveryStats
 from ._errors import (
     AnalytexError,
     APIConnectionError,
@@ -29,6 +31,7 @@ from ._errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QueueFullError,
     RateLimitError,
     ValidationError,
 )
@@ -54,10 +57,13 @@ __all__ = [
     "AnalytexError",
     "AsyncAnalytex",
     "AuthenticationError",
+    "BackgroundDelivery",
     "BadRequestError",
     "Company",
     "ConfigurationError",
     "ConflictError",
+    "DeliveryPolicy",
+    "DeliveryStats",
     "ErrorDetail",
     "Governor",
     "GovernorUnavailableError",
@@ -72,6 +78,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QueueFullError",
     "RateLimitError",
     "Rejection",
     "RetryPolicy",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -16,36 +15,35 @@ from ._bodies import (
     delete_body,
     identify_body,
     identify_company_body,
-    sized_json,
     track_body,
 )
 from ._bulk._jobs import fetch_job, fetch_jobs, job_of, wait_until_finished
-from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
-from ._bulk._pipeline import ImportRun
 from ._config import (
-    api_key_hash,
     check_api_key,
     check_positive,
     check_whole,
     is_positive,
     resolve_base_url,
 )
-from ._constants import MAX_RECORDS
-from ._errors import JobFailedError, ValidationError
-from ._models import Company, ImportResult, Job, JobStatus
+from ._delivery._background import BackgroundDelivery
+from ._delivery._policy import DeliveryPolicy
+from ._errors import ConfigurationError, JobFailedError, ValidationError
+from ._imports import ImportCalls
+from ._lifecycle import Lifecycle
+from ._models import Company, Job, JobStatus
 from ._retry import RetryPolicy
 from ._transport import Transport
-from ._types import RecordKind, SourceFormat
 from ._validation import require_id
-from .governors._local import Governor, KeyScoped, RowGovernor
+from .governors._local import Governor
 from .governors._windows import ClientWindows
 
 
-class AsyncAnalytex:
+class AsyncAnalytex(ImportCalls):
     """The asynchronous Analytex client.
 
     One client holds one connection pool: create it once (at app start-up) and share it.
-    It works under asyncio and trio.
+    It works under asyncio and trio, from one event loop after another (its pool and locks are
+    rebuilt for each new loop) and in a forked child (which starts fresh).
 
     Args:
         api_key: The API key; defaults to the ``ANALYTEX_API_KEY`` environment variable.
@@ -62,6 +60,8 @@ class AsyncAnalytex:
             each client has its own.
         http_client: An ``httpx.AsyncClient`` to use as is; the caller keeps ownership and
             closes it.
+        delivery: How ``client.background`` delivers (queue, shutdown, outbox, bulk
+            overflow); ``DeliveryPolicy()`` by default.
         retry_policy: Overrides ``max_retries`` with a complete ``RetryPolicy``.
         max_concurrency: Requests in flight at once at most.
 
@@ -87,6 +87,7 @@ class AsyncAnalytex:
         requests_per_minute: int | None = 600,
         governor: Governor | None = None,
         http_client: httpx.AsyncClient | None = None,
+        delivery: DeliveryPolicy | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 16,
     ) -> None:
@@ -96,6 +97,10 @@ class AsyncAnalytex:
         check_positive("rows_per_minute", rows_per_minute)
         check_positive("requests_per_minute", requests_per_minute, allow_none=True)
         check_whole("max_concurrency", max_concurrency, minimum=1)
+        if delivery is not None and not isinstance(delivery, DeliveryPolicy):
+            raise ConfigurationError(
+                f"delivery must be a DeliveryPolicy, got {type(delivery).__name__}"
+            )
         if retry_policy is None:
             check_whole("max_retries", max_retries, minimum=0)
             retry_policy = RetryPolicy(max_retries=max_retries)
@@ -104,33 +109,45 @@ class AsyncAnalytex:
         self.base_url = url
         self.rows_per_minute = float(rows_per_minute)
         self.requests_per_minute = requests_per_minute
-        self.governor: Governor = (
-            governor if governor is not None else RowGovernor(self.rows_per_minute)
-        )
-        self._owns_http_client = http_client is None
-        if http_client is None:
-            http_client = httpx.AsyncClient(
-                timeout=timeout,
-                follow_redirects=False,
-                # Plain http is only ever to loopback: never hand it (and the key in its
-                # Authorization header) to an HTTP_PROXY from the environment.
-                trust_env=not url.startswith("http://"),
-                limits=httpx.Limits(
-                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-                ),
-            )
-        self._http_client = http_client
-        self._transport = Transport(
-            http_client,
+        self.delivery = delivery if delivery is not None else DeliveryPolicy()
+        self._life = Lifecycle(
             base_url=url,
             api_key=key,
             retry=retry_policy,
+            timeout=timeout,
             max_concurrency=max_concurrency,
+            rows_per_minute=self.rows_per_minute,
+            requests_per_minute=requests_per_minute,
+            governor=governor,
+            http_client=http_client,
+            delivery=self.delivery,
         )
-        if isinstance(self.governor, KeyScoped):
-            self.governor.bind_key_hash(api_key_hash(key))
-        self._windows = ClientWindows(requests_per_minute, self.governor)
-        self._closed = False
+        self._background = BackgroundDelivery(self._life.session)
+
+    @property
+    def governor(self) -> Governor:
+        """The bulk rate governor in force (the client's own ``RowGovernor`` by default)."""
+        return self._life.runtimes.peek().governor
+
+    @property
+    def background(self) -> BackgroundDelivery:
+        """Delivery that never makes the caller wait, for request handlers.
+
+        See ``BackgroundDelivery``: ``client.background.identify(...)`` returns at once.
+        """
+        return self._background
+
+    @property
+    def _transport(self) -> Transport:
+        return self._life.current().transport
+
+    @property
+    def _http_client(self) -> httpx.AsyncClient:
+        return self._life.runtimes.peek().http_client
+
+    @property
+    def _windows(self) -> ClientWindows:
+        return self._life.current().windows
 
     def __repr__(self) -> str:
         return f"AsyncAnalytex(base_url={self.base_url!r}, api_key='***')"
@@ -138,14 +155,15 @@ class AsyncAnalytex:
     @property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy in force."""
-        return self._transport.retry
+        return self._life.retry
 
     @property
     def is_closed(self) -> bool:
         """Whether ``aclose()`` has run."""
-        return self._closed
+        return self._life.closed
 
     async def __aenter__(self) -> AsyncAnalytex:
+        await self._life.open()
         return self
 
     async def __aexit__(
@@ -154,21 +172,20 @@ class AsyncAnalytex:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self._life.exit(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless the caller supplied the ``http_client``).
+        """Close the client: drain background delivery, then close the connection pool.
 
-        Safe to call more than once.
+        Background delivery stops taking records, delivers what is queued for at most
+        ``DeliveryPolicy.drain_timeout`` seconds, and spills the rest to the outbox (or counts
+        it dropped). The pool is closed unless the caller supplied the ``http_client``. Safe to
+        call more than once.
         """
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_http_client:
-            await self._http_client.aclose()
+        await self._life.close()
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._life.closed:
             raise RuntimeError("this AsyncAnalytex client is closed; create a new one")
 
     # -- real-time calls ---------------------------------------------------------------------
@@ -193,10 +210,7 @@ class AsyncAnalytex:
             APIError: The request failed (see the subclasses).
         """
         self._check_open()
-        body = sized_json(identify_body(user_id, metadata, company), "metadata")
-        await self._transport.request(
-            "POST", "/v1/identify", body=body, window=self._windows.identify
-        )
+        await self._life.send_realtime("identify", identify_body(user_id, metadata, company))
 
     async def identify_company(
         self, company_id: str, *, metadata: Mapping[str, Any] | None = None
@@ -212,9 +226,8 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         self._check_open()
-        body = sized_json(identify_company_body(company_id, metadata), "metadata")
-        await self._transport.request(
-            "POST", "/v1/companies/identify", body=body, window=self._windows.identify
+        await self._life.send_realtime(
+            "identify_company", identify_company_body(company_id, metadata)
         )
 
     async def track(
@@ -232,8 +245,7 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         self._check_open()
-        body = sized_json(track_body(user_id, event_name, metadata), "metadata")
-        await self._transport.request("POST", "/v1/track", body=body, window=self._windows.track)
+        await self._life.send_realtime("track", track_body(user_id, event_name, metadata))
 
     # -- bulk JSON calls ---------------------------------------------------------------------
 
@@ -277,117 +289,6 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         return await self._bulk_json("/v1/companies/bulk_identify", "companies", companies)
-
-    # -- the bulk pipeline -------------------------------------------------------------------
-
-    async def _import(
-        self, kind: RecordKind, source: object, options: ImportOptions
-    ) -> ImportResult:
-        self._check_open()
-        run = ImportRun(
-            self._transport,
-            self.governor,
-            kind,
-            rows_per_minute=self.rows_per_minute,
-            options=options,
-        )
-        return await run.run(source)
-
-    async def import_users(
-        self,
-        source: object,
-        *,
-        batch_size: int = MAX_RECORDS,
-        wait: bool = True,
-        on_invalid: OnInvalid = "skip",
-        on_progress: ProgressCallback | None = None,
-        format: SourceFormat | None = None,
-        csv_multiline: bool = False,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> ImportResult:
-        """Import any number of users through governed, validated NDJSON batches.
-
-        The source is read lazily, so memory stays at about two batches however long it is.
-        Each record is validated; valid ones go out in batches of up to ``batch_size`` records
-        and 50 MB, no faster than ``rows_per_minute``, one job at a time (a 409 waits for the
-        running job and resends the same batch; a 413 splits the batch). Invalid records are
-        reported, never dropped silently.
-
-        Args:
-            source: A sync or async iterable of ``User`` objects or mappings; a path to an
-                ``.ndjson`` / ``.jsonl`` (optionally ``.gz``) or ``.csv`` file; or an open
-                binary or text file (NDJSON unless ``format="csv"``).
-            batch_size: Records per batch at most (1 to 10,000).
-            wait: Wait for the last jobs to finish before returning.
-            on_invalid: ``"skip"`` to report invalid records as ``Rejection`` entries of the
-                result (the first 1,000 kept, all counted in ``rows_rejected``), ``"raise"``
-                to stop at the first with ``ValidationError``, or a callable (sync or async)
-                that receives every ``Rejection`` as it happens (e.g. to stream them to a file).
-            on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
-            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
-            csv_multiline: Read CSV quoted cells that span lines (up to 100 lines, 1 MiB a row);
-                by default a CSV line whose quotes do not pair up is a ``Rejection``.
-            journal: A file in which every accepted batch is recorded durably. Run the same
-                import again with the same journal and what was accepted is skipped, so a
-                crash or a cancel loses nothing and repeats at most the batch in flight.
-
-        Returns:
-            What was read, sent, rejected and accepted (with the jobs' final states).
-
-        Raises:
-            ValidationError: The options or the source are unusable, or ``on_invalid="raise"``
-                met an invalid record (``error.result`` holds what was accepted before).
-            ImportAbortedError: A batch failed for good; ``error.result`` holds what was
-                accepted, and ``__cause__`` the final failure.
-
-        Examples:
-            ```python
-            result = await client.import_users("users.ndjson.gz")
-            print(result.rows_sent, len(result.rejected), [j.job_id for j in result.jobs])
-            ```
-        """
-        options = ImportOptions(
-            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
-        )
-        return await self._import("user", source, options)
-
-    async def import_companies(
-        self,
-        source: object,
-        *,
-        batch_size: int = MAX_RECORDS,
-        wait: bool = True,
-        on_invalid: OnInvalid = "skip",
-        on_progress: ProgressCallback | None = None,
-        format: SourceFormat | None = None,
-        csv_multiline: bool = False,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> ImportResult:
-        """Import any number of companies; the same pipeline as ``import_users``.
-
-        Args:
-            source: ``Company`` objects or mappings, or a file (CSV needs a ``company_id``
-                column).
-            batch_size: Records per batch at most (1 to 10,000).
-            wait: Wait for the last jobs to finish before returning.
-            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
-            on_progress: Called with an ``ImportProgress`` as the import moves.
-            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
-            csv_multiline: Read CSV quoted cells that span lines (see ``import_users``).
-            journal: A file recording accepted batches, to resume from (see ``import_users``).
-
-        Returns:
-            What was read, sent, rejected and accepted.
-
-        Raises:
-            ValidationError: Unusable options or source, or an invalid record with
-                ``on_invalid="raise"``.
-            ImportAbortedError: A batch failed for good.
-        """
-        options = ImportOptions(
-            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
-        )
-        return await self._import("company", source, options)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -156,6 +156,11 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r})"
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request is in flight now."""
+        return self._in_flight.borrowed_tokens > 0
+
     def redact(self, text: str) -> str:
         """Remove the API key from text the server (or anything else) may have echoed.
 

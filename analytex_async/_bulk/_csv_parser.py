@@ -86,28 +86,37 @@ class CsvParser(BlockParser):
         back is handed over later. The common path (a record of one line) does no more than
         take a line and note it.
         """
-        lines = self._lines
         replay = self._replay
         row = self._row
         keep = row.append
-        while True:
-            if replay:
-                line = replay.pop()
-            else:
-                got = next(lines, None)
-                if got is None:
-                    if row:  # the input ended inside a quoted cell
-                        self._cut = "end"
-                        yield _CLOSE_QUOTE
-                        continue
-                    return
-                line = got
+        for line in self._lines:
             if row and self._too_long(line):
                 replay.append(line)
                 yield _CLOSE_QUOTE
-                continue
-            keep(line)
-            yield line
+            else:
+                keep(line)
+                yield line
+            if replay:
+                yield from self._feed_again()
+        # The input has ended; what is left is lines to read again, or a quoted cell still open.
+        while row or replay:
+            if row:
+                self._cut = "end"
+                yield _CLOSE_QUOTE
+            yield from self._feed_again()
+
+    def _feed_again(self) -> Iterator[str]:
+        """Hand over the lines ``_reject_row`` put back, as ``_feed`` hands over new ones."""
+        replay = self._replay
+        row = self._row
+        while replay:
+            line = replay.pop()
+            if row and self._too_long(line):
+                replay.append(line)
+                yield _CLOSE_QUOTE
+            else:
+                row.append(line)
+                yield line
 
     def _too_long(self, line: str) -> bool:
         """Whether ``line`` would take the open record past its bound (noted in ``_cut``)."""
@@ -142,7 +151,9 @@ class CsvParser(BlockParser):
             # the csv module would read it (a bare quote inside an unquoted cell): that is the
             # shape of the last line of a cell meant to span lines, and a quote inside a cell
             # must be doubled in a quoted cell anyway.
-            if self._cut is not None or (single_line and row_lines[0].count('"') & 1):
+            if self._cut is not None or (
+                single_line and '"' in row_lines[0] and row_lines[0].count('"') & 1
+            ):
                 self._reject_row(out, self._unclosed_quote())
                 continue
             start = self._start

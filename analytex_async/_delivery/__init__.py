@@ -1,0 +1,1 @@
+"""Background delivery for request handlers: queue, coalescing, routing, outbox."""

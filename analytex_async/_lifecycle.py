@@ -1,0 +1,211 @@
+"""A client's life: what it holds per event loop, how it opens, how it closes.
+
+``AsyncAnalytex`` keeps its API calls; this module keeps everything else that changes with the
+loop and the process (see ``_runtime``) and the opening and closing of background delivery:
+``async with`` opens a task group that owns the delivery worker, and leaving the block drains
+the queue, spills what is left to the outbox and closes the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from ._bodies import sized_json
+from ._config import api_key_hash
+from ._delivery._policy import DeliveryKind, DeliveryPolicy
+from ._delivery._session import DeliverySession
+from ._retry import RetryPolicy
+from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
+from ._transport import Transport
+from .governors._local import Governor, KeyScoped, RowGovernor
+from .governors._windows import ClientWindows
+
+REALTIME_PATHS: Mapping[DeliveryKind, str] = {
+    "identify": "/v1/identify",
+    "identify_company": "/v1/companies/identify",
+    "track": "/v1/track",
+}
+
+
+class Lifecycle:
+    """The loop-bound resources of one client, and its opening and closing.
+
+    Args:
+        base_url: The API's base URL.
+        api_key: The API key (kept for the transports it builds; never shown).
+        retry: The retry policy.
+        timeout: Request timeout, for the connection pools it makes.
+        max_concurrency: Requests in flight at once at most.
+        rows_per_minute: The bulk row rate, for the default governor.
+        requests_per_minute: The real-time budgets; ``None`` turns them off.
+        governor: The caller's governor, or ``None`` for a ``RowGovernor`` per loop.
+        http_client: The caller's ``httpx.AsyncClient`` (used as is), or ``None``.
+        delivery: The background delivery policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        retry: RetryPolicy,
+        timeout: float | None,
+        max_concurrency: int,
+        rows_per_minute: float,
+        requests_per_minute: int | None,
+        governor: Governor | None,
+        http_client: httpx.AsyncClient | None,
+        delivery: DeliveryPolicy,
+    ) -> None:
+        self.base_url = base_url
+        self._key = api_key
+        self.retry = retry
+        self._timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.rows_per_minute = rows_per_minute
+        self.requests_per_minute = requests_per_minute
+        self.delivery = delivery
+        self._governor_given = governor is not None
+        first_governor = governor if governor is not None else RowGovernor(rows_per_minute)
+        if isinstance(first_governor, KeyScoped):
+            first_governor.bind_key_hash(api_key_hash(api_key))
+        self.owns_http_client = http_client is None
+        self._first: tuple[httpx.AsyncClient, Governor] = (
+            http_client if http_client is not None else self._new_http_client(),
+            first_governor,
+        )
+        self.runtimes = RuntimeSlot(self._build)
+        self._session: DeliverySession | None = None
+        self._tasks: TaskGroup | None = None
+        self._owner: object | None = None
+        self.closed = False
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            follow_redirects=False,
+            # Plain http is only ever to loopback: never hand it (and the key in its
+            # Authorization header) to an HTTP_PROXY from the environment.
+            trust_env=not self.base_url.startswith("http://"),
+            limits=httpx.Limits(
+                max_connections=self.max_concurrency,
+                max_keepalive_connections=self.max_concurrency,
+            ),
+        )
+
+    def _build(self, pid: int, loop: object | None, adopt: bool) -> Runtime:
+        if adopt:
+            http_client, governor = self._first
+        else:
+            # Another loop, or a forked child: nothing of the old loop's is reused. A caller's
+            # own http_client is theirs to manage; the default governor is made afresh.
+            http_client = self._new_http_client() if self.owns_http_client else self._first[0]
+            governor = self._first[1] if self._governor_given else RowGovernor(self.rows_per_minute)
+            self._session = self._tasks = self._owner = None
+        transport = Transport(
+            http_client,
+            base_url=self.base_url,
+            api_key=self._key,
+            retry=self.retry,
+            max_concurrency=self.max_concurrency,
+        )
+        windows = ClientWindows(self.requests_per_minute, governor)
+        return Runtime(pid, loop, http_client, transport, windows, governor)
+
+    def current(self) -> Runtime:
+        """The runtime for the running loop (built if the loop or the process changed).
+
+        Returns:
+            The runtime.
+
+        Raises:
+            RuntimeError: The client is closed, no loop runs, or another loop uses the client.
+        """
+        if self.closed:
+            raise RuntimeError("this AsyncAnalytex client is closed; create a new one")
+        return self.runtimes.get()
+
+    def session(self) -> DeliverySession | None:
+        """Background delivery's session when the client is open on the running loop."""
+        runtime = self.runtimes.peek()
+        if not runtime.open_here:
+            return None
+        if runtime.loop is not current_loop():
+            raise RuntimeError(TWO_LOOPS)
+        return self._session
+
+    async def send_realtime(self, kind: DeliveryKind, body: Mapping[str, Any]) -> None:
+        """Send one real-time call within its window: the awaited calls and the worker's.
+
+        Args:
+            kind: Which call.
+            body: The checked request body.
+        """
+        runtime = self.current()
+        window = runtime.windows.track if kind == "track" else runtime.windows.identify
+        await runtime.transport.request(
+            "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
+        )
+
+    async def open(self) -> None:
+        """Open the client on the running loop: the task group and background delivery."""
+        runtime = self.current()
+        if runtime.open_here:
+            raise RuntimeError("this AsyncAnalytex client is already open (nested `async with`)")
+        # The task group owns the delivery worker: it lives exactly as long as the `async with`
+        # block, and is entered and left by the same task, as anyio requires.
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        session = DeliverySession(
+            self.delivery, self.send_realtime, concurrency=self.max_concurrency
+        )
+        try:
+            await session.start(tasks)
+        except BaseException as exc:
+            tasks.cancel_scope.cancel()
+            await tasks.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._tasks, self._owner = tasks, anyio.get_current_task().id
+        self._session = session
+        runtime.open_here = True
+
+    async def close(self) -> None:
+        """Drain background delivery, leave the task group (from its owner), close the pool."""
+        if self.closed:
+            return
+        self.closed = True
+        runtime = self.runtimes.peek()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        runtime.open_here = False
+        tasks = self._tasks
+        if tasks is not None and self._owner == anyio.get_current_task().id:
+            self._tasks = None
+            await tasks.__aexit__(None, None, None)
+        if self.owns_http_client:
+            await runtime.http_client.aclose()
+
+    async def exit(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leave the ``async with`` block: close, and leave the task group with its outcome.
+
+        Args:
+            exc_type: The block's exception type, if it raised.
+            exc: The block's exception, if it raised.
+            tb: Its traceback.
+        """
+        await self.close()
+        tasks, self._tasks = self._tasks, None
+        if tasks is not None:
+            await tasks.__aexit__(exc_type, exc, tb)
