@@ -37,13 +37,14 @@ class CsvParser(BlockParser):
     number of them, or a quoted cell still open at the line's end) is a bad record naming that
     line, and reading goes on at the next line, so one stray quote can neither swallow the rows
     after it nor stop the file. A doubled quote inside a quoted cell (``"b""c"``) is a quote,
-    as always. With
-    ``multiline=True`` a quoted cell may span lines, up to ``CSV_MULTILINE_MAX_LINES`` lines
-    and ``CSV_MULTILINE_MAX_CHARS`` characters for the whole record; a record that runs past
-    either, or is still open at the end of the file, is a bad record naming the line where it
-    opened, and reading goes on at the line after that one, so the lines it swallowed are read
-    again as records of their own. A row the csv module refuses (a cell over its field size
-    limit) is a bad record too, with the same resumption.
+    as always.
+
+    With ``multiline=True`` a quoted cell may span lines, up to ``CSV_MULTILINE_MAX_LINES``
+    lines and ``CSV_MULTILINE_MAX_CHARS`` characters for the whole record; a record that runs
+    past either, or is still open at the end of the file, is a bad record naming the line where
+    it opened, and reading goes on at the line after that one, so the lines it swallowed are
+    read again as records of their own. A row the csv module refuses (a cell over its field
+    size limit) is a bad record too, with the same resumption.
 
     Args:
         lines: The file's text, line by line, opened with ``newline=""``.
