@@ -122,7 +122,7 @@ class AsyncAnalytex(ImportCalls):
             http_client=http_client,
             delivery=self.delivery,
         )
-        self._background = BackgroundDelivery(self._life.session)
+        self._background = BackgroundDelivery(self._life.session, self._life.stats)
 
     @property
     def governor(self) -> Governor:

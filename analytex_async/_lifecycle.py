@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from ._bodies import sized_json
 from ._config import api_key_hash
-from ._delivery._policy import DeliveryKind, DeliveryPolicy
+from ._delivery._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 from ._delivery._session import DeliverySession
 from ._retry import RetryPolicy
 from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
@@ -82,6 +82,7 @@ class Lifecycle:
         )
         self.runtimes = RuntimeSlot(self._build)
         self._session: DeliverySession | None = None
+        self._last_session: DeliverySession | None = None
         self._tasks: TaskGroup | None = None
         self._owner: object | None = None
         self.closed = False
@@ -107,7 +108,7 @@ class Lifecycle:
             # own http_client is theirs to manage; the default governor is made afresh.
             http_client = self._new_http_client() if self.owns_http_client else self._first[0]
             governor = self._first[1] if self._governor_given else RowGovernor(self.rows_per_minute)
-            self._session = self._tasks = self._owner = None
+            self._session = self._last_session = self._tasks = self._owner = None
         transport = Transport(
             http_client,
             base_url=self.base_url,
@@ -140,6 +141,13 @@ class Lifecycle:
             raise RuntimeError(TWO_LOOPS)
         return self._session
 
+    def stats(self) -> DeliveryStats:
+        """Background delivery's counters: of the session open now, or of the last one."""
+        if self.runtimes.forked():
+            return DeliveryStats()
+        session = self._last_session
+        return session.stats() if session is not None else DeliveryStats()
+
     async def send_realtime(self, kind: DeliveryKind, body: Mapping[str, Any]) -> None:
         """Send one real-time call within its window: the awaited calls and the worker's.
 
@@ -147,7 +155,8 @@ class Lifecycle:
             kind: Which call.
             body: The checked request body.
         """
-        runtime = self.current()
+        # Not ``current()``: the worker still delivers while the client drains at close.
+        runtime = self.runtimes.get()
         window = runtime.windows.track if kind == "track" else runtime.windows.identify
         await runtime.transport.request(
             "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
@@ -172,7 +181,7 @@ class Lifecycle:
             await tasks.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._tasks, self._owner = tasks, anyio.get_current_task().id
-        self._session = session
+        self._session = self._last_session = session
         runtime.open_here = True
 
     async def close(self) -> None:

@@ -125,3 +125,7 @@ class RuntimeSlot:
         if current is None or current.pid != pid:
             current = self._current = self._build(pid, None, current is None)
         return current
+
+    def forked(self) -> bool:
+        """Whether the latest runtime was built in another process (this is a forked child)."""
+        return self._current is not None and self._current.pid != os.getpid()

@@ -37,8 +37,13 @@ class BackgroundDelivery:
         ```
     """
 
-    def __init__(self, session: Callable[[], DeliverySession | None]) -> None:
+    def __init__(
+        self,
+        session: Callable[[], DeliverySession | None],
+        stats: Callable[[], DeliveryStats],
+    ) -> None:
         self._session = session
+        self._stats = stats
 
     def __repr__(self) -> str:
         return f"BackgroundDelivery({self.stats!r})"
@@ -130,6 +135,5 @@ class BackgroundDelivery:
 
     @property
     def stats(self) -> DeliveryStats:
-        """A snapshot of the counters (all zero before the client opens)."""
-        session = self._session()
-        return session.stats() if session is not None else DeliveryStats()
+        """A snapshot of the counters (all zero before the client opens; kept after it closes)."""
+        return self._stats()

@@ -9,6 +9,7 @@ to the outbox (or counting it dropped, with an error logged).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -41,7 +42,7 @@ class DeliverySession:
         self.outbox = Outbox(policy.outbox) if policy.outbox is not None else None
         self._scope = anyio.CancelScope()
         self._stopped = anyio.Event()
-        self._left_in_file: dict[ClaimedFile, int] = {}
+        self._left_in_file: dict[Path, int] = {}
         self._tasks: TaskGroup | None = None
         self._closed = False
 
@@ -59,7 +60,7 @@ class DeliverySession:
         tasks.start_soon(self._run)
 
     def _replay(self, claimed: ClaimedFile) -> None:
-        self._left_in_file[claimed] = len(claimed.records)
+        self._left_in_file[claimed.path] = len(claimed.records)
         for record in claimed.records:
             payload: dict[str, Any] = dict(record.payload)
             key = str(payload.get(KEYS[record.kind], ""))
@@ -75,9 +76,9 @@ class DeliverySession:
         claimed = entry.source
         if not isinstance(claimed, ClaimedFile):
             return
-        self._left_in_file[claimed] -= 1
-        if self._left_in_file[claimed] == 0 and self._tasks is not None:
-            del self._left_in_file[claimed]
+        self._left_in_file[claimed.path] -= 1
+        if self._left_in_file[claimed.path] == 0 and self._tasks is not None:
+            del self._left_in_file[claimed.path]
             self._tasks.start_soon(claimed.remove)
 
     async def _run(self) -> None:
