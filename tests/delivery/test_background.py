@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -248,7 +249,7 @@ async def test_a_permanent_failure_is_counted_and_handed_to_on_error(
         errors.append((kind, dict(payload), exc))
 
     async def on_error_async(kind: str, payload: Any, exc: Exception) -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         on_error(kind, payload, exc)
 
     policy = DeliveryPolicy(on_error=on_error if flavour == "sync" else on_error_async)
