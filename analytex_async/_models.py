@@ -96,7 +96,13 @@ class JobStatus(str, enum.Enum):
 
     ``COMPLETED`` and ``FAILED`` are terminal. A status the SDK does not know yet parses as
     ``UNKNOWN`` (the server's own word stays in ``Job.raw["status"]``), so a new server-side
-    state never crashes a caller.
+    state never crashes a caller. ``str()`` of a status is the API's word, as printed and logged.
+
+    Examples:
+        >>> str(JobStatus.COMPLETED), JobStatus.parse("Completed") is JobStatus.COMPLETED
+        ('completed', True)
+        >>> JobStatus.parse("archived")
+        <JobStatus.UNKNOWN: 'unknown'>
     """
 
     QUEUED = "queued"

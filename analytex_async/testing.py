@@ -2,9 +2,10 @@
 
 Two tools:
 
-* :class:`EmulatedAnalytex` wires an :class:`~analytex_async.AsyncAnalytex` to an in-process
-  :class:`~analytex_async.emulator.Emulator` through ``httpx.ASGITransport``: real requests,
-  real validation, real jobs, no socket. Works on asyncio and trio.
+* :class:`EmulatedAnalytex` holds an in-process :class:`~analytex_async.emulator.Emulator`
+  and an :class:`~analytex_async.AsyncAnalytex` wired to it through ``httpx.ASGITransport``
+  (``analytex.emulator``, ``analytex.client``): real requests, real validation, real jobs, no
+  socket. Works on asyncio and trio.
 * :func:`mock_api` is a respx router with one route per API call already answering like the
   real API, plus :func:`job_response` and :func:`error_response` to script other answers.
 
@@ -18,11 +19,17 @@ it also provides the fixtures ``analytex_emulator`` and ``analytex_client``.
 
 Examples:
     ```python
+    from analytex_async import AsyncAnalytex
     from analytex_async.testing import EmulatedAnalytex
+
+
+    async def signup(analytex: AsyncAnalytex, user_id: str) -> None:  # your code
+        await analytex.identify(user_id, metadata={"plan": "free"})
+
 
     async def test_signup_identifies_the_user() -> None:
         async with EmulatedAnalytex() as analytex:
-            await signup(analytex.client, "user_001")  # your code
+            await signup(analytex.client, "user_001")
             assert analytex.emulator.users["user_001"].metadata["plan"] == "free"
     ```
 """
@@ -122,6 +129,9 @@ class EmulatorTransport(httpx.ASGITransport):
 class EmulatedAnalytex:
     """An in-process emulator and a client wired to it, as an async context manager.
 
+    It is not a client itself: make calls on ``analytex.client`` (an ``AsyncAnalytex``) and
+    inspect what the server stored on ``analytex.emulator``.
+
     Args:
         emulator: The emulator to use; a new default one when ``None``.
         api_key: The client's API key.
@@ -139,6 +149,8 @@ class EmulatedAnalytex:
 
     Examples:
         ```python
+        from analytex_async.emulator import Emulator
+
         async with EmulatedAnalytex(Emulator(rows_per_minute=60_000)) as analytex:
             job = await analytex.client.bulk_identify([{"user_id": "u1"}])
             await analytex.client.wait_for_job(job.job_id, poll_interval=0.01)
@@ -327,12 +339,22 @@ def mock_api(
         ImportError: respx is not installed (it comes with the ``testing`` extra).
 
     Examples:
+        A 400 the server answers (an invalid call never gets that far: the client raises
+        ``ValidationError`` before sending it):
+
         ```python
-        with mock_api() as api:
-            api.track.mock(return_value=error_response(400, "bad event"))
-            async with AsyncAnalytex(api_key="k") as client:
-                with pytest.raises(BadRequestError):
-                    await client.track("u1", "")
+        import pytest
+
+        from analytex_async import AsyncAnalytex, BadRequestError
+
+
+        async def test_a_refused_event_raises() -> None:
+            with mock_api() as api:
+                api.track.mock(return_value=error_response(400, "bad event"))
+                async with AsyncAnalytex(api_key="k") as client:
+                    with pytest.raises(BadRequestError):
+                        await client.track("u1", "Signed Up")
+                assert api.track.call_count == 1
         ```
     """
     try:

@@ -158,6 +158,7 @@ class RowGovernor:
         ValueError: ``rows_per_minute`` is not a positive finite number.
 
     Example:
+        <!-- example: mock clock -->
         ```python
         governor = RowGovernor(rows_per_minute=1200)
         await governor.acquire(5000)  # starts at once

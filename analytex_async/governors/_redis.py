@@ -112,11 +112,15 @@ class RedisGovernor:
         ConfigurationError: A setting is wrong, or the ``redis`` extra is not installed.
 
     Examples:
+        <!-- example: redis -->
         ```python
+        import os
+
         from analytex_async import AsyncAnalytex
         from analytex_async.governors import RedisGovernor
 
-        governor = RedisGovernor("redis://localhost:6379/0", rows_per_minute=1200)
+        redis_url = os.environ["REDIS_URL"]  # e.g. "redis://localhost:6379/0"
+        governor = RedisGovernor(redis_url, rows_per_minute=1200)
         async with governor, AsyncAnalytex(governor=governor) as client:
             await client.import_users("users.ndjson")
         ```

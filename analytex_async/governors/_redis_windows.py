@@ -53,10 +53,17 @@ class RedisRequestWindow:
         ConfigurationError: ``rule``, ``limit`` or ``period`` is malformed.
 
     Examples:
+        <!-- example: redis -->
         ```python
-        identify = governor.request_window("identify", 600)
-        async with identify.slot():
-            ...  # send one identify request
+        import os
+
+        from analytex_async.governors import RedisGovernor
+
+        redis_url, api_key = os.environ["REDIS_URL"], os.environ["ANALYTEX_API_KEY"]
+        async with RedisGovernor(redis_url, api_key=api_key) as governor:
+            identify = governor.request_window("identify", 600)
+            async with identify.slot():
+                ...  # send one identify request
         ```
     """
 
