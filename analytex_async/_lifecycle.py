@@ -8,7 +8,7 @@ the queue, spills what is left to the outbox and closes the pool.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -17,14 +17,22 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ._bodies import sized_json
+from ._bulk._jobs import fetch_job, wait_until_finished
+from ._bulk._options import ImportOptions, RejectionCallback
+from ._bulk._pipeline import ImportRun
 from ._config import api_key_hash
 from ._delivery._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
-from ._delivery._session import DeliverySession
+from ._delivery._session import BulkRoute, DeliverySession
+from ._models import ImportResult, Job
 from ._retry import RetryPolicy
 from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
 from ._transport import Transport
+from ._types import RecordKind, RequestSlots
 from .governors._local import Governor, KeyScoped, RowGovernor
-from .governors._windows import ClientWindows
+from .governors._windows import ClientWindows, RequestWindow
+
+ONE_ATTEMPT = RetryPolicy(max_retries=0)
+"""Background delivery retries itself, taking a window slot for every attempt."""
 
 REALTIME_PATHS: Mapping[DeliveryKind, str] = {
     "identify": "/v1/identify",
@@ -162,6 +170,79 @@ class Lifecycle:
             "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
         )
 
+    def _identify_reach(self) -> int:
+        window = self.runtimes.get().windows.identify
+        max_delay = self.delivery.max_delay
+        if isinstance(window, RequestWindow):
+            return window.reachable_within(max_delay)
+        # A shared window cannot say what it holds: assume it is empty (its rate then bounds).
+        rate = self.requests_per_minute or 0
+        return rate + int(rate * max_delay / 60)
+
+    def window_of(self, kind: DeliveryKind) -> RequestSlots | None:
+        """The real-time window a kind of record is sent in (``None``: no limit)."""
+        windows = self.runtimes.get().windows
+        return windows.track if kind == "track" else windows.identify
+
+    async def send_once(self, kind: DeliveryKind, body: Mapping[str, Any]) -> None:
+        """One attempt of a real-time call, its window held by the caller (background delivery).
+
+        Args:
+            kind: Which call.
+            body: The checked request body.
+        """
+        transport = self.runtimes.get().transport
+        await transport.request(
+            "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), retry=ONE_ATTEMPT
+        )
+
+    async def run_bulk(
+        self,
+        kind: RecordKind,
+        records: list[dict[str, Any]],
+        on_accepted: Callable[[tuple[int, ...], Job], None],
+        on_invalid: RejectionCallback,
+    ) -> ImportResult:
+        """Send checked records through the bulk pipeline as JSON bodies, waiting for the jobs.
+
+        Args:
+            kind: Users or companies.
+            records: The records, in the bulk API's fields.
+            on_accepted: Told each accepted batch's positions and job.
+            on_invalid: Told each record the pipeline refuses.
+
+        Returns:
+            The import's result.
+        """
+        runtime = self.runtimes.get()
+        options = ImportOptions(
+            wait=True, on_invalid=on_invalid, body="json", on_accepted=on_accepted
+        )
+        run = ImportRun(
+            runtime.transport,
+            runtime.governor,
+            kind,
+            rows_per_minute=self.rows_per_minute,
+            options=options,
+        )
+        return await run.run(records)
+
+    async def wait_job(self, job: Job) -> Job:
+        """Wait until ``job`` is finished, at the one cadence.
+
+        Args:
+            job: The job.
+
+        Returns:
+            Its finished state.
+        """
+        transport = self.runtimes.get().transport
+
+        async def fetch(job_id: str) -> Job:
+            return await fetch_job(transport, job_id)
+
+        return await wait_until_finished(fetch, job, rows_per_minute=self.rows_per_minute)
+
     async def open(self) -> None:
         """Open the client on the running loop: the task group and background delivery."""
         runtime = self.current()
@@ -171,8 +252,15 @@ class Lifecycle:
         # block, and is entered and left by the same task, as anyio requires.
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
+        bulk = None
+        if self.requests_per_minute is not None:
+            bulk = BulkRoute(self.run_bulk, self.wait_job, self._identify_reach)
         session = DeliverySession(
-            self.delivery, self.send_realtime, concurrency=self.max_concurrency
+            self.delivery,
+            self.send_once,
+            concurrency=self.max_concurrency,
+            window=self.window_of,
+            bulk=bulk,
         )
         try:
             await session.start(tasks)

@@ -273,6 +273,7 @@ class Transport:
         body: BodyFactory | None = None,
         window: RequestSlots | None = None,
         on_retry: RetryHook | None = None,
+        retry: RetryPolicy | None = None,
     ) -> httpx.Response:
         """Send a request, retrying what is safe to retry, and return the 2xx response.
 
@@ -282,6 +283,8 @@ class Transport:
             body: Builds the body afresh for each attempt.
             window: A rate window every attempt must fit in.
             on_retry: Called before each retry's wait with the failure and the delay.
+            retry: This request's retry policy, instead of the transport's (background
+                delivery sends one attempt per window slot and retries itself).
 
         Returns:
             The successful response, its body read.
@@ -291,6 +294,7 @@ class Transport:
                 after the retries when the status is retryable.
             APIConnectionError: No response came back, after the retries.
         """
+        policy = retry if retry is not None else self.retry
         attempt = 0
         first_started = anyio.current_time()
         while True:
@@ -335,19 +339,19 @@ class Transport:
                 error = self._status_error(request, response, path, attempt)
                 status = response.status_code
                 retryable = status in RETRYABLE_STATUSES or status >= 500
-            if not retryable or attempt > self.retry.max_retries:
+            if not retryable or attempt > policy.max_retries:
                 raise error from cause
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
             if retry_after is None and isinstance(error, APIStatusError):
                 retry_after = parse_retry_after(error.response.headers)
-            delay = self.retry.delay(attempt - 1, retry_after)
+            delay = policy.delay(attempt - 1, retry_after)
             logger.info(
                 "%s %s failed (%s); retry %d of %d in %.2f s",
                 method,
                 path,
                 error.message,
                 attempt,
-                self.retry.max_retries,
+                policy.max_retries,
                 delay,
             )
             if on_retry is not None:

@@ -10,7 +10,7 @@ import attrs
 
 from .._constants import MAX_RECORDS
 from .._errors import ValidationError
-from .._models import ImportProgress, Rejection
+from .._models import ImportProgress, Job, Rejection
 from .._types import SourceFormat
 from ._batching import MAX_BATCH_BYTES
 
@@ -36,6 +36,10 @@ class ImportOptions:
         max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
             multipart framing; lower only in tests).
         journal: Where to record accepted batches durably, and whence to resume.
+        body: ``"ndjson"`` (a multipart NDJSON upload, the pipeline's) or ``"json"`` (the
+            bulk JSON body ``{"users": [...]}``, background delivery's overflow).
+        on_accepted: Called with each batch's source positions and its job once the server
+            accepted it.
     """
 
     batch_size: int = MAX_RECORDS
@@ -46,6 +50,8 @@ class ImportOptions:
     csv_multiline: bool = False
     max_batch_bytes: int = MAX_BATCH_BYTES
     journal: str | os.PathLike[str] | None = None
+    body: Literal["ndjson", "json"] = "ndjson"
+    on_accepted: Callable[[tuple[int, ...], Job], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         size = self.batch_size

@@ -44,8 +44,8 @@ from .._models import (
     Rejection,
     WaitingFor,
 )
-from .._transport import Transport
-from .._types import RecordKind
+from .._transport import Transport, bytes_body
+from .._types import BodyFactory, RecordKind
 from ..governors._local import Governor, JobSlot
 from ._batching import Batch, Batcher
 from ._jobs import fetch_job, fetch_jobs, is_finished, job_of, wait_until_finished
@@ -58,6 +58,7 @@ from ._sources import SourceRecord, read_source
 
 logger = logging.getLogger("analytex_async")
 
+JSON_KEYS: dict[RecordKind, bytes] = {"user": b"users", "company": b"companies"}
 PATHS: dict[RecordKind, str] = {
     "user": "/v1/users/bulk_identify",
     "company": "/v1/companies/bulk_identify",
@@ -370,6 +371,8 @@ class ImportRun:
         self.jobs[job.job_id] = job
         self.job_rows[job.job_id] = batch.count
         self.last_job = job
+        if self.options.on_accepted is not None:
+            self.options.on_accepted(batch.positions, job)
 
     async def _deliver(self, batch: Batch, *, paid: bool = False) -> Job | None:
         """Send one batch until the server accepts it; ``None`` when it is too large.
@@ -385,14 +388,12 @@ class ImportRun:
             await self.report("rate")
             await self.governor.acquire(batch.count)
         unexplained = 0
-        # The default file name: the batcher's byte budget is sized for exactly its framing.
-        # The batcher already checked the lines: no second pass over them on the event loop.
-        body = MultipartFile(batch.lines, checked_size=batch.size)
+        body = self._body(batch)
         while True:
             await self.report()
             try:
                 response = await self.transport.request(
-                    "POST", self.path, body=body.factory(), on_retry=self._on_retry
+                    "POST", self.path, body=body, on_retry=self._on_retry
                 )
             except PayloadTooLargeError:
                 return None
@@ -410,6 +411,17 @@ class ImportRun:
                 await anyio.sleep(self.transport.retry.backoff(unexplained - 1))
                 continue
             return job_of(response, f"POST {self.path}", self.transport.redact)
+
+    def _body(self, batch: Batch) -> BodyFactory:
+        if self.options.body == "json":
+            # The lines are compact JSON records already; the JSON envelope is smaller than
+            # the multipart framing the batcher's byte budget allows for.
+            records = b",".join(line[:-1] for line in batch.lines)
+            envelope = b'{"%s":[%s]}' % (JSON_KEYS[self.kind], records)
+            return bytes_body(envelope, "application/json")
+        # The default file name: the batcher's byte budget is sized for exactly its framing.
+        # The batcher already checked the lines: no second pass over them on the event loop.
+        return MultipartFile(batch.lines, checked_size=batch.size).factory()
 
     async def _on_retry(self, error: APIError, delay: float) -> None:
         if isinstance(error, RateLimitError):

@@ -115,7 +115,10 @@ class DeliveryQueue:
 
     def __init__(self, policy: DeliveryPolicy) -> None:
         self.policy = policy
-        self.waiting: deque[Entry] = deque()
+        # Two lanes, one per real-time window: identifies (users and companies) and tracks.
+        # A track's order after its user's identify is kept by ``Entry.after``, not by the lane.
+        self.identifies: deque[Entry] = deque()
+        self.tracks: deque[Entry] = deque()
         self.in_flight: set[Entry] = set()
         self._identify: dict[str, Entry] = {}  # user id -> its identify still waiting
         self._company: dict[str, Entry] = {}  # company id -> its identify still waiting
@@ -157,7 +160,7 @@ class DeliveryQueue:
             self.queued += 1
             self.coalesced += 1
             return
-        if len(self.waiting) >= self.policy.queue_size:
+        if self.waiting >= self.policy.queue_size:
             if self.policy.on_full == "raise":
                 raise QueueFullError(
                     f"the background queue is full ({self.policy.queue_size:,} records waiting); "
@@ -206,7 +209,7 @@ class DeliveryQueue:
             index[key] = entry
             if kind == "identify":
                 self._latest_identify[key] = entry
-        self.waiting.append(entry)
+        self.lane(kind).append(entry)
         heapq.heappush(self._unsettled, entry.seq)
         self.added.set()
         self._changed()
@@ -220,7 +223,7 @@ class DeliveryQueue:
                 "background delivery dropped %d record(s): the queue was full (%d waiting); "
                 "%d dropped in all",
                 self._drops_unreported,
-                len(self.waiting),
+                self.waiting,
                 self.dropped,
             )
             self._last_drop_warning = now
@@ -228,27 +231,64 @@ class DeliveryQueue:
 
     # -- the worker's side -------------------------------------------------------------------
 
-    def take(self) -> Entry | None:
-        """The next waiting entry, now in flight (it can no longer absorb later identifies)."""
-        if not self.waiting:
-            self.added = anyio.Event()
+    async def wait_for_entries(self, lane: deque[Entry]) -> None:
+        """Wait until ``lane`` holds an entry."""
+        while not lane:
+            if self.added.is_set():
+                self.added = anyio.Event()
+            await self.added.wait()
+
+    def lane(self, kind: DeliveryKind) -> deque[Entry]:
+        """The lane (waiting entries, in order) of a kind of record."""
+        return self.tracks if kind == "track" else self.identifies
+
+    @property
+    def waiting(self) -> int:
+        """Entries waiting in both lanes."""
+        return len(self.identifies) + len(self.tracks)
+
+    def take(self, lane: deque[Entry]) -> Entry | None:
+        """The lane's next entry, now in flight (it can no longer absorb later identifies).
+
+        Args:
+            lane: ``identifies`` or ``tracks``.
+
+        Returns:
+            The entry, or ``None`` when the lane is empty.
+        """
+        if not lane:
             return None
-        entry = self.waiting.popleft()
+        entry = lane.popleft()
         entry.waiting = False
         self._leave_index(entry)
         self.in_flight.add(entry)
         return entry
 
-    def remove_waiting(self, entry: Entry) -> None:
-        """Take a waiting entry out of turn (to route it elsewhere); it stays unsettled.
+    def extract_identifies(self, select: Callable[[Entry], bool]) -> list[Entry]:
+        """Take the waiting identifies ``select`` picks out of turn (to route them elsewhere).
+
+        One pass over the queue, whatever it holds; the entries stay unsettled (in flight).
 
         Args:
-            entry: A waiting entry.
+            select: Called with each waiting entry in order; True takes it.
+
+        Returns:
+            The entries taken, in order.
         """
-        self.waiting.remove(entry)
-        entry.waiting = False
-        self._leave_index(entry)
-        self.in_flight.add(entry)
+        taken: list[Entry] = []
+        kept: deque[Entry] = deque()
+        for entry in self.identifies:
+            if select(entry):
+                taken.append(entry)
+                entry.waiting = False
+                self._leave_index(entry)
+                self.in_flight.add(entry)
+            else:
+                kept.append(entry)
+        # In place: the worker's lane holds this very deque.
+        self.identifies.clear()
+        self.identifies.extend(kept)
+        return taken
 
     def _leave_index(self, entry: Entry) -> None:
         index = self._index_of(entry.kind)
@@ -268,7 +308,7 @@ class DeliveryQueue:
         entry.mark_answered()
         self.in_flight.discard(entry)
         if entry.waiting:
-            self.waiting.remove(entry)
+            self.lane(entry.kind).remove(entry)
             entry.waiting = False
             self._leave_index(entry)
         if self._latest_identify.get(entry.key) is entry:
@@ -293,7 +333,7 @@ class DeliveryQueue:
 
     def unsettled(self) -> Iterator[Entry]:
         """Every entry not settled yet: waiting ones in order, then those in flight."""
-        yield from list(self.waiting)
+        yield from sorted([*self.identifies, *self.tracks], key=lambda e: e.seq)
         yield from sorted(self.in_flight, key=lambda e: e.seq)
 
     # -- what flush and close wait for -------------------------------------------------------
@@ -320,7 +360,7 @@ class DeliveryQueue:
     @property
     def pending(self) -> int:
         """Entries waiting or in flight."""
-        return len(self.waiting) + len(self.in_flight)
+        return self.waiting + len(self.in_flight)
 
     def _changed(self) -> None:
         self.changed.set()

@@ -9,18 +9,39 @@ to the outbox (or counting it dropped, with an error logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup
 
+from .._models import Job
+from .._types import RequestSlots
 from ._outbox import ClaimedFile, Outbox, OutboxError, OutboxRecord
-from ._policy import DeliveryPolicy, DeliveryStats
+from ._overflow import BulkOverflow, BulkRun
+from ._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 from ._queue import DeliveryQueue, Entry
 from ._worker import DeliveryWorker, RealtimeSend
 
 logger = logging.getLogger("analytex_async")
+
+
+@attrs.frozen
+class BulkRoute:
+    """What bulk overflow needs from the client.
+
+    Attributes:
+        run: Runs the bulk pipeline over checked records (JSON bodies, waiting for the jobs).
+        wait_job: Waits until a job is finished.
+        reach: How many more identifies the real-time window can start within ``max_delay``.
+    """
+
+    run: BulkRun
+    wait_job: Callable[[Job], Awaitable[Job]]
+    reach: Callable[[], int]
+
 
 KEYS = {"identify": "user_id", "identify_company": "company_id", "track": "user_id"}
 """The field of each kind's body that names whose record it is."""
@@ -33,12 +54,32 @@ class DeliverySession:
         policy: The delivery policy.
         send: Sends one record in real time.
         concurrency: Records in flight at once at most.
+        window: The real-time window of a kind of record (``None``: no limit).
+        bulk: How to overflow to the bulk API; ``None`` when the real-time budget is off
+            (nothing ever waits for it).
     """
 
-    def __init__(self, policy: DeliveryPolicy, send: RealtimeSend, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        policy: DeliveryPolicy,
+        send: RealtimeSend,
+        *,
+        concurrency: int,
+        window: Callable[[DeliveryKind], RequestSlots | None],
+        bulk: BulkRoute | None = None,
+    ) -> None:
         self.policy = policy
         self.queue = DeliveryQueue(policy)
-        self.worker = DeliveryWorker(self.queue, policy, send, concurrency=concurrency)
+        self.worker = DeliveryWorker(self.queue, policy, send, window, concurrency=concurrency)
+        self.overflow: BulkOverflow | None = None
+        if bulk is not None and policy.bulk_overflow:
+            self.overflow = BulkOverflow(
+                self.queue,
+                self.worker,
+                bulk.run,
+                bulk.wait_job,
+                bulk.reach,
+            )
         self.outbox = Outbox(policy.outbox) if policy.outbox is not None else None
         self._scope = anyio.CancelScope()
         self._stopped = anyio.Event()
@@ -84,7 +125,10 @@ class DeliverySession:
     async def _run(self) -> None:
         try:
             with self._scope:
-                await self.worker.run()
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self.worker.run)
+                    if self.overflow is not None:
+                        tasks.start_soon(self.overflow.run)
         finally:
             self._stopped.set()
 

@@ -11,8 +11,10 @@ as failed and handed to ``on_error``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,13 +28,14 @@ from .._errors import (
     InternalServerError,
     RateLimitError,
 )
+from .._types import RequestSlots
 from ._policy import DeliveryKind, DeliveryPolicy
 from ._queue import DeliveryQueue, Entry
 
 logger = logging.getLogger("analytex_async")
 
 RealtimeSend = Callable[[DeliveryKind, Mapping[str, Any]], Awaitable[None]]
-"""Sends one real-time request (the client's transport, with its windows)."""
+"""Sends one real-time request: one attempt, the window already held by the caller."""
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 """Seconds between tries of a record whose failure was transient (after the transport's own)."""
@@ -55,12 +58,19 @@ def is_transient(error: BaseException) -> bool:
 
 
 class DeliveryWorker:
-    """Delivers one client's queued records.
+    """Delivers one client's queued records, one lane per real-time window.
+
+    A send task first holds a slot of its window, and only then takes the next record of its
+    lane: records wait in the queue, where later identifies of the same user still merge into
+    them and bulk overflow can still take them, never in a pile of tasks blocked on the window.
+    Every attempt holds a slot of its own (the transport is told to try once; the worker retries),
+    so the window counts exactly what the server sees.
 
     Args:
         queue: The queue to take from.
         policy: The delivery policy (``on_error``).
-        send: Sends one record in real time.
+        send: Sends one record in real time, one attempt, outside any window.
+        window: The real-time window of a kind of record (``None``: no limit).
         concurrency: Records in flight at once at most.
     """
 
@@ -69,55 +79,70 @@ class DeliveryWorker:
         queue: DeliveryQueue,
         policy: DeliveryPolicy,
         send: RealtimeSend,
+        window: Callable[[DeliveryKind], RequestSlots | None],
         *,
         concurrency: int,
     ) -> None:
         self.queue = queue
         self.policy = policy
         self._send = send
+        self._window = window
         self._slots = anyio.Semaphore(concurrency)
-        self._tasks: TaskGroup | None = None
 
     async def run(self) -> None:
         """Deliver until cancelled (the client cancels it when it closes)."""
         async with anyio.create_task_group() as tasks:
-            self._tasks = tasks
-            while True:
-                # A free slot first, then the entry: while every slot is busy, entries stay
-                # in the queue, where a later identify of the same user can still merge.
-                await self._slots.acquire()
-                entry = self.queue.take()
-                while entry is None:
-                    await self.queue.added.wait()
-                    entry = self.queue.take()
-                tasks.start_soon(self._deliver, entry)
+            tasks.start_soon(self._lane, tasks, self.queue.identifies, "identify")
+            tasks.start_soon(self._lane, tasks, self.queue.tracks, "track")
 
-    async def _deliver(self, entry: Entry) -> None:
+    async def _lane(self, tasks: TaskGroup, lane: deque[Entry], kind: DeliveryKind) -> None:
+        while True:
+            await self.queue.wait_for_entries(lane)
+            await self._slots.acquire()
+            tasks.start_soon(self._deliver_next, lane, kind)
+
+    async def _deliver_next(self, lane: deque[Entry], kind: DeliveryKind) -> None:
         try:
-            if entry.after is not None:
-                await entry.after.wait_answered()
-            await self._send_until_done(entry)
+            window = self._window(kind)
+            async with window.slot() if window is not None else contextlib.nullcontext():
+                entry = self.queue.take(lane)
+                if entry is None:
+                    return  # taken by bulk overflow, or merged, while this task waited
+                if entry.after is not None:
+                    await entry.after.wait_answered()
+                error = await self._attempt(entry)
+            if error is not None:
+                await self._retry(entry, error)
         finally:
             self._slots.release()
 
-    async def _send_until_done(self, entry: Entry) -> None:
+    async def _attempt(self, entry: Entry) -> Exception | None:
+        """Send once; settle on success or a permanent failure; a transient failure is returned."""
+        try:
+            await self._send(entry.kind, entry.payload)
+        except Exception as exc:  # sorted below; cancellation is not an Exception
+            if is_transient(exc):
+                return exc
+            await self.fail(entry, exc)
+            return None
+        self.queue.settle(entry, "delivered")
+        return None
+
+    async def _retry(self, entry: Entry, first: Exception) -> None:
         tries = 0
-        while True:
-            try:
-                await self._send(entry.kind, entry.payload)
-            except Exception as exc:  # sorted below; cancellation is not an Exception
-                if is_transient(exc):
-                    delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
-                    tries += 1
-                    logger.warning(
-                        "background %s will be sent again in %.0f s: %s", entry.kind, delay, exc
-                    )
-                    await anyio.sleep(delay)
-                    continue
-                await self.fail(entry, exc)
-                return
-            self.queue.settle(entry, "delivered")
-            return
+        error: Exception | None = first
+        while error is not None:
+            delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+            if isinstance(error, RateLimitError) and error.retry_after is not None:
+                delay = max(delay, min(error.retry_after, RETRY_DELAYS[-1]))
+            tries += 1
+            logger.warning(
+                "background %s will be sent again in %.0f s: %s", entry.kind, delay, error
+            )
+            await anyio.sleep(delay)
+            window = self._window(entry.kind)
+            async with window.slot() if window is not None else contextlib.nullcontext():
+                error = await self._attempt(entry)
 
     async def fail(self, entry: Entry, error: Exception) -> None:
         """Count a record as failed for good and tell ``on_error``.

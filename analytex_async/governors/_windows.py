@@ -69,6 +69,30 @@ class RequestWindow:
                     # Every slot is held by a request still in flight: wait for an answer.
                     await self._released.wait()
 
+    def reachable_within(self, seconds: float) -> int:
+        """How many more requests could start within ``seconds`` from now.
+
+        Free slots start now; a slot in use frees ``period`` after its request's answer (one in
+        flight is counted as answered now, the earliest it can be); every slot serves again
+        each ``period`` after that. Background delivery uses it to tell which identifies would
+        wait longer than its ``max_delay``.
+
+        Args:
+            seconds: The horizon.
+
+        Returns:
+            The number of requests.
+        """
+        now = anyio.current_time()
+        self._expire(now)
+        free = self.limit - self._in_flight - len(self._finished)
+        starts = [0.0] * free
+        starts += [finished + self.period - now for finished in self._finished]
+        starts += [self.period] * self._in_flight
+        return sum(
+            int((seconds - start) // self.period) + 1 for start in starts if start <= seconds
+        )
+
     def _release(self) -> None:
         self._in_flight -= 1
         self._finished.append(anyio.current_time())

@@ -150,11 +150,6 @@ async def test_tracks_never_merge(router: respx.MockRouter) -> None:
     assert [path for path, _ in seen] == ["/v1/track"] * 3
 
 
-@pytest.fixture
-def mock_clock_backend() -> Any:
-    return trio_mock_clock()
-
-
 @pytest.mark.parametrize("anyio_backend", [trio_mock_clock()])
 async def test_a_track_waits_for_the_answer_to_its_users_identify(
     router: respx.MockRouter,
