@@ -82,14 +82,7 @@ from .redis_server import RedisServer
 
 FAST_RATE = 30  # virtual seconds per real second under `fast clock`
 
-KNOWN_FAILURES: dict[str, str] = {
-    "docs/bulk.md:137": "ImportProgress is not imported and rows is never defined",
-    "docs/bulk.md:172": "a fragment: app and BackgroundTasks are not defined on the page",
-    "analytex_async/_bulk/_pacing.py:35": "items and handle are not defined",
-    "analytex_async/_bulk/_sources.py:97": "contextlib is not imported (nor by the module)",
-    "analytex_async/_delivery/_background.py:32": "AsyncAnalytex is not imported",
-    "analytex_async/_delivery/_policy.py:72": "AsyncAnalytex is not imported",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 EXAMPLES = collect()
 _BY_PAGE: dict[str, list[Example]] = {}

@@ -34,9 +34,10 @@ class Pacer:
     Example:
         ```python
         pacer = Pacer()
-        for item in items:
-            handle(item)
-            await pacer.tick()
+        total = 0
+        for item in range(10_000):
+            total += item  # CPU work on the event loop
+            await pacer.tick()  # a turn for the other tasks every 1,000 items or 2 ms
         ```
     """
 

@@ -95,6 +95,8 @@ def read_source(
 
     Example:
         ```python
+        import contextlib
+
         async with contextlib.aclosing(read_source("users.ndjson.gz", "user")) as records:
             async for item in records:
                 print(item.position, item.line, item.error or item.record)

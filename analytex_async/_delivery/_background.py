@@ -30,6 +30,8 @@ class BackgroundDelivery:
 
     Examples:
         ```python
+        from analytex_async import AsyncAnalytex
+
         async with AsyncAnalytex() as client:
             client.background.identify("u1", metadata={"plan": "pro"})
             client.background.track("u1", "Signed Up")

@@ -70,6 +70,8 @@ class DeliveryPolicy:
 
     Examples:
         ```python
+        from analytex_async import AsyncAnalytex, DeliveryPolicy
+
         policy = DeliveryPolicy(outbox="analytex-outbox/", drain_timeout=5)
         async with AsyncAnalytex(delivery=policy) as client:
             client.background.track("u1", "Signed Up")
