@@ -186,12 +186,15 @@ class EmulatedAnalytex:
 
     async def __aenter__(self) -> EmulatedAnalytex:
         self._http_client = httpx.AsyncClient(transport=EmulatorTransport(self.emulator))
-        self._client = AsyncAnalytex(
+        client = AsyncAnalytex(
             api_key=self._api_key,
             base_url=EMULATED_BASE_URL,
             http_client=self._http_client,
             **self._client_options,
         )
+        # Opened as an application opens it, so client.background works here too.
+        await client.__aenter__()
+        self._client = client
         return self
 
     async def __aexit__(
@@ -200,11 +203,13 @@ class EmulatedAnalytex:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        if self._http_client is not None:
-            await self._http_client.aclose()
-        self._client = self._http_client = None
+        try:
+            if self._client is not None:
+                await self._client.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._http_client is not None:
+                await self._http_client.aclose()
+            self._client = self._http_client = None
 
 
 def job_response(
