@@ -29,7 +29,7 @@ from .._models import ImportResult, Job, JobStatus, Rejection
 from .._types import RecordKind
 from .._validation import bulk_record
 from ._queue import DeliveryQueue, Entry
-from ._worker import RETRY_DELAYS, DeliveryWorker, is_transient
+from ._worker import RETRY_DELAYS, DeliveryWorker, describe, is_transient
 
 logger = logging.getLogger("analytex_async")
 
@@ -169,7 +169,9 @@ class BulkOverflow:
                 return
             delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
             tries += 1
-            logger.warning("bulk overflow will be sent again in %.0f s: %s", delay, failure)
+            logger.warning(
+                "bulk overflow will be sent again in %.0f s: %s", delay, describe(failure)
+            )
             await anyio.sleep(delay)
 
     async def _attempt(
@@ -213,7 +215,10 @@ class BulkOverflow:
                     delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
                     tries += 1
                     logger.warning(
-                        "bulk overflow job %s: asking again in %.0f s (%s)", job_id, delay, exc
+                        "bulk overflow job %s: asking again in %.0f s (%s)",
+                        job_id,
+                        delay,
+                        describe(exc),
                     )
                     await anyio.sleep(delay)
             for entry in entries:

@@ -41,6 +41,21 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 """Seconds between tries of a record whose failure was transient (after the transport's own)."""
 
 
+def describe(error: BaseException) -> str:
+    """A failure in a log line's words, without what the server said (it may quote the record).
+
+    Args:
+        error: The failure.
+
+    Returns:
+        Its class, and its status code and request id when it has them.
+    """
+    if isinstance(error, APIStatusError):
+        request_id = f", request id {error.request_id}" if error.request_id else ""
+        return f"{type(error).__name__} ({error.status_code}{request_id})"
+    return type(error).__name__
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether a failure may pass by itself, so the record is tried again.
 
@@ -137,7 +152,10 @@ class DeliveryWorker:
                 delay = max(delay, min(error.retry_after, RETRY_DELAYS[-1]))
             tries += 1
             logger.warning(
-                "background %s will be sent again in %.0f s: %s", entry.kind, delay, error
+                "background %s will be sent again in %.0f s: %s",
+                entry.kind,
+                delay,
+                describe(error),
             )
             await anyio.sleep(delay)
             window = self._window(entry.kind)
@@ -152,7 +170,7 @@ class DeliveryWorker:
             error: Why it failed.
         """
         self.queue.settle(entry, "failed")
-        logger.warning("background %s failed for good: %s", entry.kind, error)
+        logger.warning("background %s failed for good: %s", entry.kind, describe(error))
         callback = self.policy.on_error
         if callback is None:
             return
