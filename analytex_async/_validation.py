@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from ._errors import ValidationError
@@ -83,17 +86,21 @@ def _check_number(value: int | float, field: str, position: int | None) -> None:
         )
 
 
-def _check_value(
+def _wire_value(
     value: object, field: str, position: int | None, *, primitives_only: bool, depth: int
-) -> None:
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
-        _check_text(value, field, position)
-        return
-    if isinstance(value, (int, float)):
-        _check_number(value, field, position)
-        return
+) -> Any:
+    """Check one metadata value and return it as it is sent (converted where the API says)."""
+    if isinstance(value, Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, str, int, float)):
+        if isinstance(value, str):
+            _check_text(value, field, position)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_number(value, field, position)
+        return value
+    converted = _as_text(value)
+    if converted is not None:
+        return converted
     if primitives_only:
         raise ValidationError(
             f"bulk metadata takes primitives only (str, int, float, bool, None), "
@@ -106,27 +113,46 @@ def _check_value(
             f"nested more than {MAX_DEPTH} levels deep", field=field, position=position
         )
     if isinstance(value, Mapping):
-        _check_entries(value, field, position, primitives_only=False, depth=depth + 1)
-        return
+        return _wire_entries(value, field, position, primitives_only=False, depth=depth + 1)
     if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_value(
-                item, f"{field}[{index}]", position, primitives_only=False, depth=depth + 1
-            )
-        return
+        return [
+            _wire_value(item, f"{field}[{n}]", position, primitives_only=False, depth=depth + 1)
+            for n, item in enumerate(value)
+        ]
     raise ValidationError(
-        f"{type(value).__name__} is not JSON-serialisable", field=field, position=position
+        f"{type(value).__name__} is not JSON-serialisable (send str, int, float, bool, None, "
+        "datetime, date, Decimal or an Enum)",
+        field=field,
+        position=position,
     )
 
 
-def _check_entries(
+def _as_text(value: object) -> str | None:
+    """Dates, times of day with a date, and decimals as the API's strings; else ``None``.
+
+    A ``datetime`` without a zone is taken as UTC (written ``+00:00``), as everywhere in the
+    SDK: the API documents ISO 8601 strings, and a string without an offset would be read as
+    UTC on the server anyway.
+    """
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return aware.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return None
+
+
+def _wire_entries(
     value: Mapping[Any, Any],
     field: str,
     position: int | None,
     *,
     primitives_only: bool,
     depth: int,
-) -> None:
+) -> dict[str, Any]:
+    wire: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
             raise ValidationError(
@@ -135,7 +161,10 @@ def _check_entries(
                 position=position,
             )
         _check_text(key, field, position)
-        _check_value(item, f"{field}.{key}", position, primitives_only=primitives_only, depth=depth)
+        wire[key] = _wire_value(
+            item, f"{field}.{key}", position, primitives_only=primitives_only, depth=depth
+        )
+    return wire
 
 
 def check_metadata(
@@ -155,7 +184,8 @@ def check_metadata(
         field: The field name, for errors.
 
     Returns:
-        The metadata as a new ``dict``.
+        The metadata as a new ``dict`` in its wire form: ``datetime`` and ``date`` values as
+        ISO 8601 strings, ``Decimal`` as its string, an ``Enum`` as its value.
 
     Raises:
         ValidationError: It is not a mapping, has a non-string key, or holds a value the API
@@ -167,9 +197,9 @@ def check_metadata(
         raise ValidationError(
             f"must be a mapping, got {type(value).__name__}", field=field, position=position
         )
-    if not (primitives_only and _plain_primitives(value)):
-        _check_entries(value, field, position, primitives_only=primitives_only, depth=1)
-    return dict(value)
+    if primitives_only and _plain_primitives(value):
+        return dict(value)
+    return _wire_entries(value, field, position, primitives_only=primitives_only, depth=1)
 
 
 def _plain_primitives(value: Mapping[Any, Any]) -> bool:
@@ -263,7 +293,8 @@ def company_reference(value: object) -> dict[str, Any]:
     """Check the ``company`` argument of ``identify`` and return its wire form.
 
     Args:
-        value: A company id, a ``Company``, or a mapping with an ``id`` and other properties.
+        value: A company id, a ``Company``, or a mapping with an ``id`` (or ``company_id``,
+            sent as ``id``) and other properties.
 
     Returns:
         ``{"id": ..., **properties}``.
@@ -278,9 +309,13 @@ def company_reference(value: object) -> dict[str, Any]:
         props.pop("id", None)
         return {"id": value.company_id, **props}
     if isinstance(value, Mapping):
+        if "id" not in value and "company_id" in value:
+            # One public schema names it company_id; the API takes id (analytex-api.md).
+            value = {"id": value["company_id"]} | {
+                k: v for k, v in value.items() if k != "company_id"
+            }
         if "id" not in value:
-            hint = " (use 'id', not 'company_id')" if "company_id" in value else ""
-            raise ValidationError(f"a company object must have an 'id'{hint}", field="company.id")
+            raise ValidationError("a company object must have an 'id'", field="company.id")
         props = check_metadata(value, primitives_only=False, field="company")
         require_id(props["id"], "company.id")
         return props
