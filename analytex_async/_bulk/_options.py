@@ -18,6 +18,9 @@ ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
 RejectionCallback = Callable[[Rejection], Awaitable[None] | None]
 OnInvalid = Literal["skip", "raise"] | RejectionCallback
 """``"skip"``, ``"raise"``, or a callable (sync or async) that receives every ``Rejection``."""
+SkipFilter = Callable[[list[tuple[int, bytes]]], Awaitable[list[bool]]]
+"""Given a run of valid records (source position, NDJSON line), says for each whether to leave
+it out (``True``: not sent). Called with a few thousand records at a time, in source order."""
 
 
 @attrs.frozen
@@ -40,6 +43,10 @@ class ImportOptions:
             bulk JSON body ``{"users": [...]}``, background delivery's overflow).
         on_accepted: Called with each batch's source positions and its job once the server
             accepted it.
+        skip: Decides which valid records are left out (a sync's unchanged ones), a run of
+            records at a time, before they are batched.
+        on_job: Called with each fresh state of one of the import's jobs, as the import
+            learns it.
     """
 
     batch_size: int = MAX_RECORDS
@@ -52,6 +59,8 @@ class ImportOptions:
     journal: str | os.PathLike[str] | None = None
     body: Literal["ndjson", "json"] = "ndjson"
     on_accepted: Callable[[tuple[int, ...], Job], None] | None = None
+    skip: SkipFilter | None = None
+    on_job: Callable[[Job], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         size = self.batch_size

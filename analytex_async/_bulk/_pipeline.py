@@ -65,6 +65,9 @@ PATHS: dict[RecordKind, str] = {
 }
 STALL_BUDGET = 0.001
 """Seconds of CPU work the producer does before it lets other tasks run."""
+SKIP_RUN_RECORDS = 2_000
+SKIP_RUN_BYTES = 4_000_000
+"""Valid records (and their bytes) held for the ``skip`` filter before it is asked about them."""
 
 
 class ImportRun:
@@ -105,6 +108,8 @@ class ImportRun:
         self.started = anyio.current_time()
         self.last_job: Job | None = None
         self.journal: Journal | None = None
+        self._held: list[tuple[int, bytes]] = []  # for the skip filter, not yet asked
+        self._held_bytes = 0
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -269,6 +274,9 @@ class ImportRun:
                                 await self._announce_rejections()
                             if batch is not None:
                                 await send.send(batch)
+                            elif self._held:
+                                await self._sift(batcher, send)
+                await self._sift(batcher, send, final=True)
                 if self.journal is not None:
                     self.journal.finish()
                 last = batcher.flush()
@@ -291,6 +299,8 @@ class ImportRun:
                 await self._announce_rejections()
             if batch is not None:
                 await send.send(batch)
+                pacer.reset()
+            elif self._held and await self._sift(batcher, send):
                 pacer.reset()
             elif pacer.due():
                 await pacer.checkpoint()
@@ -323,7 +333,34 @@ class ImportRun:
             return None
         if self.journal is not None and self.journal.covers(position, checked):
             return None  # an earlier run sent it
+        if self.options.skip is not None:
+            self._held.append((position, checked))
+            self._held_bytes += len(checked)
+            return None
         return batcher.add(position, checked)
+
+    async def _sift(
+        self, batcher: Batcher, send: ObjectSendStream[Batch], *, final: bool = False
+    ) -> bool:
+        """Ask the skip filter about the held records once enough are held; batch the rest.
+
+        Returns:
+            Whether the filter was asked.
+        """
+        skip = self.options.skip
+        held = self._held
+        if skip is None or not held:
+            return False
+        if not final and len(held) < SKIP_RUN_RECORDS and self._held_bytes < SKIP_RUN_BYTES:
+            return False
+        self._held, self._held_bytes = [], 0
+        verdicts = await skip(held)
+        for (position, line), skipped in zip(held, verdicts, strict=True):
+            if not skipped:
+                batch = batcher.add(position, line)
+                if batch is not None:
+                    await send.send(batch)
+        return True
 
     # -- sender ------------------------------------------------------------------------------
 
@@ -434,6 +471,8 @@ class ImportRun:
         job = await fetch_job(self.transport, job_id)
         if job.job_id in self.jobs:
             self.jobs[job.job_id] = job
+            if self.options.on_job is not None:
+                self.options.on_job(job)
         return job
 
     async def _running_job(self) -> Job | None:
