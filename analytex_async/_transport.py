@@ -42,6 +42,8 @@ USER_AGENT = (
     f"analytex-async/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
 )
 RETRYABLE_STATUSES = frozenset({408, 429})
+APP_TOKEN_PREFIX = "NX-"  # noqa: S105 -- the shape of an app token, not a secret
+APP_TOKEN_HINT = "this looks like an app token; use the API key from Environment settings"  # noqa: S105
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid")
 
 RetryHook = Callable[[APIError, float], Awaitable[None] | None]
@@ -189,6 +191,10 @@ class Transport:
             return [self.redact_value(item) for item in value]
         return value
 
+    def _request_id(self, response: httpx.Response) -> str | None:
+        headers = response.headers
+        return next((self.redact(headers[h]) for h in REQUEST_ID_HEADERS if h in headers), None)
+
     def _build(self, method: str, path: str, body: BodyFactory | None) -> httpx.Request:
         headers = {
             "Authorization": f"Token {self._api_key}",
@@ -216,10 +222,7 @@ class Transport:
             )
             for e in parse_errors(response)
         ]
-        request_id = next(
-            (self.redact(response.headers[h]) for h in REQUEST_ID_HEADERS if h in response.headers),
-            None,
-        )
+        request_id = self._request_id(response)
         reason = response.reason_phrase or ""
         message = f"{request.method} {path} answered {response.status_code} {reason}".rstrip()
         if errors:
@@ -229,6 +232,8 @@ class Transport:
         if 300 <= response.status_code < 400:
             location = self.redact(response.headers.get("location", ""))
             message += f"; redirect to {location!r:.200} not followed"
+        if response.status_code == 401 and self._api_key.startswith(APP_TOKEN_PREFIX):
+            message += f"; {APP_TOKEN_HINT}"
         if request_id:
             message += f" [request id {request_id}]"
         if attempts > 1:
@@ -323,16 +328,20 @@ class Transport:
                     type(exc).__name__,
                     attempt,
                     anyio.current_time() - started,
+                    extra=_log_fields(method, path, None, attempt, None),
                 )
                 retryable = True
             else:
+                request_id = self._request_id(response)
                 logger.debug(
-                    "%s %s -> %d (attempt %d, %.3f s)",
+                    "%s %s -> %d (attempt %d, %.3f s)%s",
                     method,
                     path,
                     response.status_code,
                     attempt,
                     anyio.current_time() - started,
+                    f" [request id {request_id}]" if request_id else "",
+                    extra=_log_fields(method, path, response.status_code, attempt, request_id),
                 )
                 if response.is_success:
                     return response
@@ -345,7 +354,7 @@ class Transport:
             if retry_after is None and isinstance(error, APIStatusError):
                 retry_after = parse_retry_after(error.response.headers)
             delay = policy.delay(attempt - 1, retry_after)
-            logger.info(
+            logger.warning(
                 "%s %s failed (%s); retry %d of %d in %.2f s",
                 method,
                 path,
@@ -353,12 +362,32 @@ class Transport:
                 attempt,
                 policy.max_retries,
                 delay,
+                extra=_log_fields(
+                    method,
+                    path,
+                    error.status_code if isinstance(error, APIStatusError) else None,
+                    attempt,
+                    error.request_id if isinstance(error, APIStatusError) else None,
+                ),
             )
             if on_retry is not None:
                 outcome = on_retry(error, delay)
                 if outcome is not None:
                     await outcome
             await anyio.sleep(delay)
+
+
+def _log_fields(
+    method: str, path: str, status: int | None, attempt: int, request_id: str | None
+) -> dict[str, object]:
+    """The ``extra`` of a request's log record, for structlog and JSON formatters."""
+    return {
+        "method": method,
+        "path": path,
+        "status": status,
+        "attempt": attempt,
+        "request_id": request_id,
+    }
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 import respx
@@ -195,3 +197,43 @@ async def test_a_connection_error_names_the_url_the_attempts_and_the_time() -> N
     assert message.split(" over ")[1].split(" s", maxsplit=1)[0].replace(".", "").isdigit()
     assert info.value.attempts == 3
     assert API_KEY not in message
+
+
+async def test_a_401_for_an_app_token_says_to_use_the_api_key(router: respx.MockRouter) -> None:
+    router.post("/v1/track").mock(return_value=httpx.Response(401, json={"errors": []}))
+    async with AsyncAnalytex(api_key="NX-98ii14b", base_url=BASE_URL) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.track("u1", "e")
+    assert "looks like an app token" in str(info.value)
+    assert "Environment settings" in str(info.value)
+    assert "NX-98ii14b" not in str(info.value)
+
+
+async def test_a_401_for_an_api_key_has_no_app_token_hint(router: respx.MockRouter) -> None:
+    router.post("/v1/track").mock(return_value=httpx.Response(401))
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.track("u1", "e")
+    assert "app token" not in str(info.value)
+
+
+async def test_request_records_carry_the_request_id_and_the_request_in_extra(
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="analytex_async")
+    router.post("/v1/track").mock(
+        side_effect=[
+            httpx.Response(503, headers={"x-request-id": "first"}),
+            httpx.Response(202, headers={"x-request-id": "GEDdGIKmRewi6ZIAEYcB"}),
+        ]
+    )
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        await client.track("u1", "e", metadata={"secret": "record contents"})
+    records = [r for r in caplog.records if getattr(r, "path", None) == "/v1/track"]
+    retry = next(r for r in records if r.levelno == logging.WARNING)
+    assert (retry.status, retry.attempt, retry.request_id) == (503, 1, "first")  # type: ignore[attr-defined]
+    last = records[-1]
+    assert (last.method, last.status, last.attempt) == ("POST", 202, 2)  # type: ignore[attr-defined]
+    assert last.request_id == "GEDdGIKmRewi6ZIAEYcB"  # type: ignore[attr-defined]
+    assert "record contents" not in caplog.text
+    assert API_KEY not in caplog.text
