@@ -3,8 +3,10 @@
 Run it in process (``httpx.ASGITransport(app=emulator.app)``, asyncio or trio), on a loopback
 socket for the duration of a block (:func:`serve`), or as a blocking server (:func:`run`).
 Needs the ``emulator`` extra (Starlette, uvicorn): ``pip install "analytex-async[emulator]"``.
-A served emulator also answers read-only ``GET /_emulator/users/{id}``, ``/companies/{id}``,
-``/events`` and ``/jobs``, for a person at a terminal (no key needed, none shown).
+It serves the real-time, bulk identify, events import (``POST /v1/imports``), jobs and delete
+calls. A served emulator also answers read-only ``GET /_emulator/users/{id}``,
+``/companies/{id}``, ``/events`` and ``/jobs``, for a person at a terminal (no key needed,
+none shown).
 
 Examples:
     >>> from analytex_async.emulator import Emulator
@@ -21,6 +23,7 @@ from ._server import run, serve
 from ._store import (
     Account,
     BulkJob,
+    ImportedEvent,
     ReceivedRequest,
     StoredCompany,
     StoredUser,
@@ -34,6 +37,7 @@ __all__ = [
     "Emulator",
     "Fault",
     "Faults",
+    "ImportedEvent",
     "ReceivedRequest",
     "StoredCompany",
     "StoredUser",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
+import string
 import time
 import uuid
 from collections import deque
@@ -29,6 +31,7 @@ from ._routes import ApiRoutes
 from ._store import (
     Account,
     BulkJob,
+    ImportedEvent,
     ReceivedRequest,
     StoredCompany,
     StoredUser,
@@ -38,6 +41,12 @@ from ._store import (
 __all__ = ["Emulator"]
 
 _DEFAULT_FAILURE = "the job failed (injected by the emulator)"
+_REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _random_request_id() -> str:
+    # The shape of the vendor's ids ("GEDdGIKmRewi6ZIAEYcB"): 20 letters and digits.
+    return "".join(secrets.choice(_REQUEST_ID_ALPHABET) for _ in range(20))
 
 
 @attrs.frozen
@@ -56,7 +65,8 @@ class Emulator:
 
     Every rule of the API is enforced: ``Authorization: Token <key>`` (401), validation (400,
     NDJSON errors name their line), the record and byte limits (413), one bulk job at a time per
-    account (409), the real-time and delete rates (429), and the documented error body. Jobs
+    account and, apart from it, one events import at a time (409), the real-time and delete
+    rates (429), and the documented error body. Every response carries ``x-request-id``. Jobs
     progress from the clock alone (no background task): ``queued`` for ``queue_delay`` seconds,
     then ``processing`` at ``rows_per_minute``, then ``completed``; their rows are applied to
     the store as they complete.
@@ -87,6 +97,8 @@ class Emulator:
             percent-encoding (``"bulk:jobs:NX-1:a/b c"``) are served correctly.
         retry_after_header: Send ``Retry-After`` (whole seconds) on the emulator's own 429s.
             Off by default because the real API documents none.
+        request_id_factory: Makes the ``x-request-id`` of each response; defaults to random
+            20-character ids like ``"GEDdGIKmRewi6ZIAEYcB"``.
         request_log_limit: How many entries :attr:`requests` keeps (oldest dropped first);
             ``None`` keeps all.
 
@@ -119,6 +131,7 @@ class Emulator:
         job_id_factory: Callable[[], str] | None = None,
         retry_after_header: bool = False,
         request_log_limit: int | None = 100_000,
+        request_id_factory: Callable[[], str] | None = None,
     ) -> None:
         if api_keys is not None:
             if isinstance(api_keys, str):
@@ -150,6 +163,7 @@ class Emulator:
         self.retry_after_header = retry_after_header
         self.request_log_limit = request_log_limit
         self.job_id_factory = job_id_factory or (lambda: str(uuid.uuid4()))
+        self.request_id_factory = request_id_factory or _random_request_id
         self._wall_offset: float | None = None
         if epoch is not None:
             aware = epoch if epoch.tzinfo is not None else epoch.replace(tzinfo=dt.timezone.utc)
@@ -216,13 +230,23 @@ class Emulator:
 
     @property
     def events(self) -> list[TrackedEvent]:
-        """Tracked events of the only account; see :attr:`users`."""
+        """Tracked events (``POST /v1/track``) of the only account; see :attr:`users`."""
         account = self._single_account()
         return account.events if account is not None else []
 
     @property
+    def imported_events(self) -> list[ImportedEvent]:
+        """Events of the only account's import jobs, as their rows were processed.
+
+        Every event type is kept here; ``identify_user`` and ``identify_company`` events have
+        also updated :attr:`users` and :attr:`companies`. See :attr:`users`.
+        """
+        account = self._single_account()
+        return account.imported_events if account is not None else []
+
+    @property
     def jobs(self) -> dict[str, BulkJob]:
-        """Bulk jobs of the only account by id, in submission order; see :attr:`users`."""
+        """Bulk and import jobs of the only account by id, oldest first; see :attr:`users`."""
         account = self._single_account()
         return account.jobs if account is not None else {}
 
@@ -242,7 +266,7 @@ class Emulator:
     def fail_next_jobs(
         self, count: int = 1, *, reason: str = _DEFAULT_FAILURE, after_rows: int = 0
     ) -> None:
-        """Make the next ``count`` accepted bulk jobs (any account) end ``failed``.
+        """Make the next ``count`` accepted jobs, bulk or import (any account), end ``failed``.
 
         Args:
             count: How many jobs.
@@ -292,6 +316,9 @@ class Emulator:
         if not job_id or any(job_id in a.jobs for a in self._accounts.values()):
             raise RuntimeError(f"job_id_factory returned an empty or reused id: {job_id!r}")
         return job_id
+
+    def _new_request_id(self) -> str:
+        return self.request_id_factory()
 
     def _take_planned_failure(self) -> _PlannedFailure | None:
         return self._failures.popleft() if self._failures else None

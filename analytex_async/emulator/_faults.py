@@ -17,7 +17,8 @@ class ConnectionDropped(Exception):
 
     Over a socket, uvicorn closes the connection after the status line and headers, so the
     client sees an incomplete response. In process (``httpx.ASGITransport``), this exception
-    propagates out of the client's ``send`` call.
+    propagates out of the client's ``send`` call. With ``after_handling=True`` the request was
+    handled first (a job created, a user stored): only the answer is lost.
     """
 
 
@@ -33,8 +34,12 @@ class Fault:
         headers: Extra response headers for ``status``.
         body: Response body for ``status``: bytes or text sent as is, a mapping or list sent as
             JSON; ``None`` sends the documented error body for ``status``.
-        delay: Seconds to wait (``anyio.sleep``) before answering or handling.
+        delay: Seconds to wait (``anyio.sleep``) before answering or handling; with
+            ``after_handling``, between handling and answering.
         drop_connection: Start the response, then abort it (see :class:`ConnectionDropped`).
+        after_handling: Handle the request normally first (the store changes, the rates
+            count), then apply the fault to its answer: delay it, replace it with ``status``,
+            or drop it.
         remaining: Requests it still applies to (``None``: every request, until removed).
         hits: Requests it has applied to so far.
     """
@@ -46,6 +51,7 @@ class Fault:
     body: FaultBody | None = None
     delay: float | None = None
     drop_connection: bool = False
+    after_handling: bool = False
     remaining: int | None = 1
     hits: int = 0
 
@@ -93,6 +99,7 @@ class Faults:
         body: FaultBody | None = None,
         delay: float | None = None,
         drop_connection: bool = False,
+        after_handling: bool = False,
         times: int | None = 1,
         method: str | None = None,
     ) -> Fault:
@@ -101,6 +108,11 @@ class Faults:
         Faults act before authentication and every other rule, and a request a fault answers
         (``status`` or ``drop_connection``) changes nothing in the store or the rate counters.
         A fault with only ``delay`` stalls the request, which is then handled normally.
+
+        With ``after_handling=True`` the request is handled first, exactly as without a fault,
+        and the fault then applies to the answer: the server did the work, the client never
+        learns it (``drop_connection=True``), learns it late (``delay``, for a client read
+        timeout), or is told otherwise (``status``).
 
         Args:
             path: The decoded request path (``"/v1/identify"``), or a compiled regular
@@ -112,6 +124,7 @@ class Faults:
             delay: Seconds to wait first, through ``anyio.sleep`` (a mocked clock applies).
             drop_connection: Start the response and abort it, so the client sees the connection
                 close mid-response.
+            after_handling: Handle the request first, then apply the fault to its answer.
             times: How many requests it applies to; ``None`` for all until removed.
             method: Only requests with this method (any case); ``None`` for any method.
 
@@ -129,6 +142,7 @@ class Faults:
             body=body,
             delay=delay,
             drop_connection=drop_connection,
+            after_handling=after_handling,
             remaining=times,
         )
         self._faults.append(fault)

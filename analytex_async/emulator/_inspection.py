@@ -96,23 +96,34 @@ class InspectionRoutes:
         )
 
     async def events(self, request: Request) -> Response:
-        """``GET /_emulator/events``: every account's tracked events, oldest first."""
+        """``GET /_emulator/events``: every account's tracks and imported events, oldest first.
+
+        A track (``POST /v1/track``) shows ``user_id``, ``event_name``, ``metadata`` and
+        ``time``; an imported event also shows its ``event_type``, ``source``, ``inserted_at``,
+        client fields and ``job_id``, its ``time`` being when its row was processed.
+        """
         emulator = self.emulator
-        events = sorted(
-            (event for account in emulator.accounts for event in account.events),
-            key=lambda event: event.time,
-        )
-        return _json(
-            [
+        accounts = emulator.accounts  # brings every import job up to the clock first
+        shown: list[tuple[float, dict[str, object]]] = [
+            (
+                event.time,
                 {
                     "user_id": event.user_id,
                     "event_name": event.event_name,
                     "metadata": event.metadata,
                     "time": emulator._wall(event.time),
-                }
-                for event in events
-            ]
+                },
+            )
+            for account in accounts
+            for event in account.events
+        ]
+        shown.extend(
+            (event.time, event.to_json(emulator._wall))
+            for account in accounts
+            for event in account.imported_events
         )
+        shown.sort(key=lambda item: item[0])  # stable: same-time events keep their order
+        return _json([body for _, body in shown])
 
     async def jobs(self, request: Request) -> Response:
         """``GET /_emulator/jobs``: every account's jobs as the job endpoints show them."""

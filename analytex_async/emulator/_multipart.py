@@ -22,10 +22,11 @@ _MAX_PARTS = 64
 
 @attrs.frozen
 class FilePart:
-    """The part named ``file``: its bytes and the filename the client gave, if any."""
+    """The part named ``file``: its bytes, and the filename and Content-Type the client gave."""
 
     data: bytes
     filename: str | None
+    content_type: str | None = None
 
 
 def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
@@ -137,7 +138,7 @@ def parse_file_upload(body: bytes, content_type: str) -> FilePart:
         if disposition != "form-data":
             raise _malformed('every part needs "Content-Disposition: form-data; name=..."')
         if params.get("name") == "file":
-            files.append(FilePart(content, _filename(params)))
+            files.append(FilePart(content, _filename(params), headers.get("content-type")))
     if len(files) != 1:
         problem = "no part is named" if not files else "more than one part is named"
         raise ApiError(

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ._errors import ApiError
+from ._events import EventRow, read_event_file
 from ._middleware import RequestNote, note_of
 from ._multipart import parse_file_upload, parse_header_params
 from ._rules import (
@@ -32,7 +33,7 @@ from ._rules import (
     read_identify,
     read_track,
 )
-from ._store import Account, BulkJob, TrackedEvent
+from ._store import Account, BulkJob, JobKind, JobRow, TrackedEvent
 
 if TYPE_CHECKING:
     from ._app import Emulator
@@ -104,6 +105,7 @@ class ApiRoutes:
             Route("/v1/track", self.track, methods=["POST"]),
             Route("/v1/users/bulk_identify", self.bulk_users, methods=["POST"]),
             Route("/v1/companies/bulk_identify", self.bulk_companies, methods=["POST"]),
+            Route("/v1/imports", self.import_events, methods=["POST"]),
             Route("/v1/background_jobs", self.list_jobs, methods=["GET"]),
             Route("/v1/background_jobs/{job_id:path}", self.get_job, methods=["GET"]),
             Route("/v1/users", self.delete_users, methods=["DELETE"]),
@@ -274,14 +276,68 @@ class ApiRoutes:
                 f"named 'file', got {media or 'none'}",
             )
         note.records = len(records)
+        return self._accept_job(
+            request,
+            account,
+            kind=kind,
+            records=list(records),
+            file_size=file_size,
+            filename=filename,
+            status=202,
+        )
+
+    async def import_events(self, request: Request) -> Response:
+        """``POST /v1/imports``: accept an events import (a CSV or NDJSON file part).
+
+        It answers 200 with the job, as the vendor documents; imports have their own
+        one-at-a-time slot, apart from bulk identify.
+        """
+        account, note = self._begin(request)
+        media, _ = _media_type(request)
+        if media != "multipart/form-data":
+            raise ApiError(
+                400,
+                "invalid_content_type",
+                "expected Content-Type multipart/form-data with a part named 'file' (NDJSON or "
+                f"CSV), got {media or 'none'}",
+            )
+        body = await self._read_body(request, note)
+        part = parse_file_upload(body, request.headers["content-type"])
+        events: list[EventRow] = read_event_file(part, max_records=self.emulator.max_records)
+        note.records = len(events)
+        return self._accept_job(
+            request,
+            account,
+            kind="events",
+            records=list(events),
+            file_size=len(part.data),
+            filename=part.filename,
+            status=200,
+        )
+
+    def _accept_job(
+        self,
+        request: Request,
+        account: Account,
+        *,
+        kind: JobKind,
+        records: list[JobRow],
+        file_size: int,
+        filename: str | None,
+        status: int,
+    ) -> Response:
+        """Start a job in its slot (409 while the slot's previous job runs) and answer it."""
+        emulator = self.emulator
         now = emulator._now()
         account.settle(now)
-        running = account.running_job()
+        imports = kind == "events"
+        running = account.running_job(imports=imports)
         if running is not None:
+            what = "an import job" if imports else "a bulk job"
             raise ApiError(
                 409,
                 "job_in_progress",
-                "a bulk job is still running for this account; wait for it to finish",
+                f"{what} is still running for this account; wait for it to finish",
                 {"job_id": running.job_id, "status": running.status},
             )
         job = BulkJob(
@@ -302,7 +358,7 @@ class ApiRoutes:
             job.failure_reason = failure.reason
         account.jobs[job.job_id] = job
         logger.debug("accepted %s job of %d rows for %s", kind, job.total_rows, account.label)
-        return _json(job.to_json(now, emulator._wall, job_link(request, job.job_id)), 202)
+        return _json(job.to_json(now, emulator._wall, job_link(request, job.job_id)), status)
 
     async def list_jobs(self, request: Request) -> Response:
         """``GET /v1/background_jobs``: every job of the account, in submission order."""

@@ -23,12 +23,19 @@ __all__ = [
     "Record",
     "UserRecord",
     "decode_json",
+    "decode_utf8",
+    "json_type",
+    "loads_strict",
     "read_bulk_json",
     "read_bulk_ndjson",
     "read_company_identify",
     "read_delete_ids",
     "read_identify",
+    "read_metadata",
+    "read_ndjson_objects",
     "read_track",
+    "required_string",
+    "too_many_records",
 ]
 
 Kind = Literal["users", "companies"]
@@ -108,12 +115,12 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(text: str) -> object:
+def loads_strict(text: str) -> object:
     """Strict JSON: no NaN / Infinity. Raises ValueError or RecursionError."""
     return json.loads(text, parse_constant=_reject_constant)
 
 
-def _decode_utf8(data: bytes, *, per_line: bool) -> str:
+def decode_utf8(data: bytes, *, per_line: bool) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,9 +138,9 @@ def decode_json(body: bytes) -> object:
     """Decode a JSON request body strictly (UTF-8, no NaN, bounded nesting)."""
     if not body:
         raise ApiError(400, "invalid_json", "the body is empty; a JSON object is expected")
-    text = _decode_utf8(body, per_line=False)
+    text = decode_utf8(body, per_line=False)
     try:
-        return _loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,
@@ -153,7 +160,7 @@ def _object(doc: object, what: str = "the body") -> dict[str, object]:
     return doc
 
 
-def _id(record: Mapping[str, object], field: str, pos: Position) -> str:
+def required_string(record: Mapping[str, object], field: str, pos: Position) -> str:
     value = record.get(field)
     if not isinstance(value, str) or not value:
         if field not in record:
@@ -166,7 +173,7 @@ def _id(record: Mapping[str, object], field: str, pos: Position) -> str:
     return value
 
 
-def _metadata(
+def read_metadata(
     record: Mapping[str, object], pos: Position, *, primitives_only: bool
 ) -> dict[str, object]:
     value = record.get("metadata")
@@ -191,8 +198,8 @@ def _metadata(
 def read_identify(doc: object) -> tuple[UserRecord, CompanyRecord | None]:
     """Validate a ``POST /v1/identify`` body."""
     body = _object(doc)
-    user_id = _id(body, "user_id", _BODY)
-    metadata = _metadata(body, _BODY, primitives_only=False)
+    user_id = required_string(body, "user_id", _BODY)
+    metadata = read_metadata(body, _BODY, primitives_only=False)
     company = body.get("company")
     if company is None:
         return UserRecord(user_id, None, metadata), None
@@ -209,7 +216,8 @@ def read_company_identify(doc: object) -> CompanyRecord:
     """Validate a ``POST /v1/companies/identify`` body."""
     body = _object(doc)
     return CompanyRecord(
-        _id(body, "company_id", _BODY), _metadata(body, _BODY, primitives_only=False)
+        required_string(body, "company_id", _BODY),
+        read_metadata(body, _BODY, primitives_only=False),
     )
 
 
@@ -217,26 +225,26 @@ def read_track(doc: object) -> EventRecord:
     """Validate a ``POST /v1/track`` body."""
     body = _object(doc)
     return EventRecord(
-        _id(body, "user_id", _BODY),
-        _id(body, "event_name", _BODY),
-        _metadata(body, _BODY, primitives_only=False),
+        required_string(body, "user_id", _BODY),
+        required_string(body, "event_name", _BODY),
+        read_metadata(body, _BODY, primitives_only=False),
     )
 
 
 def _bulk_record(kind: Kind, item: object, pos: Position) -> Record:
     if not isinstance(item, dict):
         pos.fail("record", "invalid_record", f"must be a JSON object, got {json_type(item)}")
-    metadata = _metadata(item, pos, primitives_only=True)
+    metadata = read_metadata(item, pos, primitives_only=True)
     if kind == "companies":
-        return CompanyRecord(_id(item, "company_id", pos), metadata)
-    user_id = _id(item, "user_id", pos)
+        return CompanyRecord(required_string(item, "company_id", pos), metadata)
+    user_id = required_string(item, "user_id", pos)
     company_id = item.get("company_id")
     if company_id is not None and (not isinstance(company_id, str) or not company_id):
         pos.fail("company_id", "invalid_company_id", "must be a non-empty string when present")
     return UserRecord(user_id, company_id, metadata)
 
 
-def _too_many(count: int, max_records: int) -> ApiError:
+def too_many_records(count: int, max_records: int) -> ApiError:
     return ApiError(
         413,
         "too_many_records",
@@ -260,36 +268,37 @@ def read_bulk_json(kind: Kind, doc: object, *, max_records: int) -> list[Record]
     if not items:
         raise ApiError(400, "empty_batch", f'"{kind}" is empty; send at least one record')
     if len(items) > max_records:
-        raise _too_many(len(items), max_records)
+        raise too_many_records(len(items), max_records)
     return [
         _bulk_record(kind, item, Position(f"{kind}[{index}]", {"index": index}))
         for index, item in enumerate(items)
     ]
 
 
-def read_bulk_ndjson(kind: Kind, data: bytes, *, max_records: int) -> list[Record]:
-    r"""Validate an NDJSON file: one JSON object per line, line numbers from 1.
+def read_ndjson_objects(
+    data: bytes, *, max_records: int
+) -> list[tuple[Position, dict[str, object]]]:
+    r"""Split an NDJSON file into its JSON objects, each with its position (line numbers from 1).
 
     ``\r\n`` line ends are accepted, and so are blank lines at the end of the file; a blank
-    line anywhere else is an error naming its line.
+    line anywhere else, a line that is not JSON or not a JSON object, is an error naming its line.
     """
-    text = _decode_utf8(data, per_line=True)
+    text = decode_utf8(data, per_line=True)
     lines = text.split("\n")  # not splitlines(): U+2028 and friends are valid inside JSON strings
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         raise ApiError(400, "empty_batch", "the file has no records")
     if len(lines) > max_records:
-        raise _too_many(len(lines), max_records)
-    records: list[Record] = []
+        raise too_many_records(len(lines), max_records)
+    objects: list[tuple[Position, dict[str, object]]] = []
     for number, line in enumerate(lines, start=1):
-        pos = Position(f"line {number}", {"line": number})
         if not line.strip():
             raise ApiError(
                 400, "invalid_ndjson_line", f"line {number}: the line is blank", {"line": number}
             )
         try:
-            item = _loads(line)
+            item = loads_strict(line)
         except (ValueError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise ApiError(
@@ -305,8 +314,16 @@ def read_bulk_ndjson(kind: Kind, data: bytes, *, max_records: int) -> list[Recor
                 f"line {number}: expected a JSON object, got {json_type(item)}",
                 {"line": number},
             )
-        records.append(_bulk_record(kind, item, pos))
-    return records
+        objects.append((Position(f"line {number}", {"line": number}), item))
+    return objects
+
+
+def read_bulk_ndjson(kind: Kind, data: bytes, *, max_records: int) -> list[Record]:
+    """Validate a bulk NDJSON file: one user or company object per line."""
+    return [
+        _bulk_record(kind, item, pos)
+        for pos, item in read_ndjson_objects(data, max_records=max_records)
+    ]
 
 
 def read_delete_ids(kind: Kind, doc: object) -> list[str]:

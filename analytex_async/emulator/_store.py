@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Mapping
 from typing import Literal
 
 import attrs
 
+from ._events import EventRow
 from ._faults import Fault
-from ._rules import CompanyRecord, Kind, Record, UserRecord
+from ._rules import CompanyRecord, Record, UserRecord
 
 __all__ = [
     "Account",
     "BulkJob",
+    "ImportedEvent",
+    "JobKind",
+    "JobRow",
     "JobStatus",
     "ReceivedRequest",
     "StoredCompany",
@@ -22,6 +27,8 @@ __all__ = [
 ]
 
 JobStatus = Literal["queued", "processing", "completed", "failed"]
+JobKind = Literal["users", "companies", "events"]
+JobRow = Record | EventRow
 
 # A row finishes at an exact multiple of 60 / rows_per_minute; float arithmetic may land a
 # hair below it, which would leave a job "processing" with one row to go at its end time.
@@ -74,6 +81,60 @@ class TrackedEvent:
 
 
 @attrs.frozen
+class ImportedEvent:
+    """One event of an import job (``POST /v1/imports``), stored as its row was processed.
+
+    ``identify_user`` and ``identify_company`` events also update the account's users and
+    companies, as bulk identify rows do; every event, whatever its type, is kept here.
+
+    Attributes:
+        event_type: ``"identify_user"``, ``"identify_company"``, ``"page_view"`` or ``"track"``.
+        source: One of the six documented sources, e.g. ``"backend-http-import"``.
+        inserted_at: When the event happened, as an aware UTC ``datetime``.
+        user_id: The user (``None`` on ``identify_company``).
+        company_id: The company, if the event names one.
+        event_name: The tracked event's name (``track`` only).
+        metadata: The event's metadata (primitives only; ``{}`` when none).
+        fields: The client fields it carries (``hostname``, ``pathname``, ``url``,
+            ``user_agent``, ``screen_width``, ...); ``hostname`` and ``pathname`` are derived
+            from ``url`` when only the URL was given.
+        job_id: The import job it came with.
+        time: The emulator clock's reading when its row was processed (observed).
+    """
+
+    event_type: str
+    source: str
+    inserted_at: dt.datetime
+    user_id: str | None
+    company_id: str | None
+    event_name: str | None
+    metadata: dict[str, object]
+    fields: dict[str, object]
+    job_id: str
+    time: float
+
+    def to_json(self, wall: Callable[[float], str]) -> dict[str, object]:
+        """The event as the inspection route ``/_emulator/events`` shows it."""
+        body: dict[str, object] = {
+            "event_type": self.event_type,
+            "source": self.source,
+            "inserted_at": self.inserted_at.isoformat(),
+        }
+        for name, value in (
+            ("user_id", self.user_id),
+            ("company_id", self.company_id),
+            ("event_name", self.event_name),
+        ):
+            if value is not None:
+                body[name] = value
+        body["metadata"] = self.metadata
+        body.update(self.fields)
+        body["job_id"] = self.job_id
+        body["time"] = wall(self.time)
+        return body
+
+
+@attrs.frozen
 class ReceivedRequest:
     """One request the emulator received, whatever its outcome.
 
@@ -90,6 +151,8 @@ class ReceivedRequest:
         account: The account's label (never the API key), ``None`` if unauthenticated.
         headers: Request headers, lower-case names, without ``authorization``.
         fault: The injected fault that applied to it, if any.
+        request_id: The ``x-request-id`` the emulator answered (or would have answered,
+            for a dropped connection) with.
     """
 
     method: str
@@ -101,11 +164,12 @@ class ReceivedRequest:
     account: str | None
     headers: Mapping[str, str] = attrs.field(repr=False)
     fault: Fault | None = attrs.field(default=None, repr=False)
+    request_id: str | None = None
 
 
 @attrs.define
 class BulkJob:
-    """A bulk identify job; its state follows the clock, advanced whenever it is observed.
+    """A bulk identify or events import job; its state follows the clock, advanced when observed.
 
     It is ``queued`` until ``start_at``, then ``processing`` at ``rows_per_minute``, then
     ``completed`` (or ``failed`` once ``fail_after_rows`` rows are done, when that is set).
@@ -113,7 +177,7 @@ class BulkJob:
 
     Attributes:
         job_id: The job's id.
-        kind: ``"users"`` or ``"companies"``.
+        kind: ``"users"`` or ``"companies"`` for a bulk identify, ``"events"`` for an import.
         account: The label of the account that submitted it.
         total_rows: Rows in the submitted batch.
         submitted_at: Clock reading at submission.
@@ -129,7 +193,7 @@ class BulkJob:
     """
 
     job_id: str
-    kind: Kind
+    kind: JobKind
     account: str
     total_rows: int
     submitted_at: float
@@ -142,19 +206,28 @@ class BulkJob:
     status: JobStatus = "queued"
     completed_rows: int = 0
     end_at: float | None = None
-    records: list[Record] = attrs.field(factory=list, repr=False)
+    records: list[JobRow] = attrs.field(factory=list, repr=False)
 
     @property
     def type(self) -> str:
-        """The job's ``type`` field: ``"bulk_identify_users"`` or ``"bulk_identify_companies"``."""
-        return f"bulk_identify_{self.kind}"
+        """The job's ``type`` field.
+
+        ``"bulk_identify_users"`` or ``"bulk_identify_companies"`` for a bulk identify,
+        ``"import"`` for an events import (``POST /v1/imports``).
+        """
+        return "import" if self.kind == "events" else f"bulk_identify_{self.kind}"
+
+    @property
+    def is_import(self) -> bool:
+        """Whether this is an events import (its own one-at-a-time slot, apart from bulk)."""
+        return self.kind == "events"
 
     @property
     def is_terminal(self) -> bool:
         """Whether the job is ``completed`` or ``failed``."""
         return self.status in ("completed", "failed")
 
-    def advance(self, now: float) -> list[Record]:
+    def advance(self, now: float) -> list[JobRow]:
         """Bring the job's state to clock reading ``now``.
 
         Returns:
@@ -178,22 +251,27 @@ class BulkJob:
         return finished
 
     def to_json(self, now: float, wall: Callable[[float], str], link: str) -> dict[str, object]:
-        """The job object the API answers, as of clock reading ``now``."""
+        """The job object the API answers, as of clock reading ``now``.
+
+        An import job shows ``total_rows``, ``completed_rows`` and ``file_size`` as numeric
+        strings, as the vendor documents the import job; a bulk job shows them as numbers.
+        """
         started = self.status != "queued"
         end = self.end_at
+        count: Callable[[int], object] = str if self.is_import else int
         body: dict[str, object] = {
             "job_id": self.job_id,
             "status": self.status,
             "type": self.type,
-            "total_rows": self.total_rows,
-            "completed_rows": self.completed_rows,
+            "total_rows": count(self.total_rows),
+            "completed_rows": count(self.completed_rows),
             "submitted_at": wall(self.submitted_at),
             "start_time": wall(self.start_at) if started else None,
             "end_time": wall(end) if end is not None else None,
             "elapsed_time": (
                 round((end if end is not None else now) - self.start_at, 3) if started else None
             ),
-            "file_size": self.file_size,
+            "file_size": count(self.file_size),
             "filename": self.filename,
             "links": {"self": link},
         }
@@ -210,8 +288,9 @@ class Account:
         label: A short name derived from the key (``"acct-…"``); the key itself is not kept here.
         users: Users by id.
         companies: Companies by id.
-        events: Tracked events, in arrival order.
-        jobs: Bulk jobs by id, in submission order.
+        events: Tracked events (``POST /v1/track``), in arrival order.
+        imported_events: Events of import jobs, in the order their rows were processed.
+        jobs: Bulk and import jobs by id, in submission order.
         deleted_users: Ids named in accepted ``DELETE /v1/users`` requests, in order.
         deleted_companies: Ids named in accepted ``DELETE /v1/companies`` requests, in order.
     """
@@ -220,6 +299,7 @@ class Account:
     users: dict[str, StoredUser] = attrs.Factory(dict)
     companies: dict[str, StoredCompany] = attrs.Factory(dict)
     events: list[TrackedEvent] = attrs.Factory(list)
+    imported_events: list[ImportedEvent] = attrs.Factory(list)
     jobs: dict[str, BulkJob] = attrs.Factory(dict)
     deleted_users: list[str] = attrs.Factory(list)
     deleted_companies: list[str] = attrs.Factory(list)
@@ -238,15 +318,43 @@ class Account:
         company = self.companies.setdefault(record.company_id, StoredCompany(record.company_id))
         company.metadata.update(record.metadata)
 
+    def _apply_event(self, row: EventRow, job_id: str, now: float) -> None:
+        self.imported_events.append(
+            ImportedEvent(
+                row.event_type,
+                row.source,
+                row.inserted_at,
+                row.user_id,
+                row.company_id,
+                row.event_name,
+                row.metadata,
+                row.fields,
+                job_id,
+                now,
+            )
+        )
+        if row.event_type == "identify_user" and row.user_id is not None:
+            self.apply(UserRecord(row.user_id, row.company_id, row.metadata))
+        elif row.event_type == "identify_company" and row.company_id is not None:
+            self.apply(CompanyRecord(row.company_id, row.metadata))
+
     def settle(self, now: float) -> None:
         """Advance every unfinished job to ``now`` and apply the rows it completed."""
         for job in self.jobs.values():
             for record in job.advance(now):
-                self.apply(record)
+                if isinstance(record, EventRow):
+                    self._apply_event(record, job.job_id, now)
+                else:
+                    self.apply(record)
 
-    def running_job(self) -> BulkJob | None:
-        """The job that blocks a new submission (call :meth:`settle` first), if any."""
+    def running_job(self, *, imports: bool = False) -> BulkJob | None:
+        """The job that blocks a new submission (call :meth:`settle` first), if any.
+
+        Args:
+            imports: Look at the import slot (``POST /v1/imports``) instead of the bulk
+                identify slot; each allows one running job of its own.
+        """
         for job in self.jobs.values():
-            if not job.is_terminal:
+            if not job.is_terminal and job.is_import == imports:
                 return job
         return None
