@@ -270,7 +270,8 @@ def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
             else:
                 rows.append((start, cells))
     except csv.Error as exc:
-        raise _csv_error(reader.line_num, "invalid_csv_row", f"not valid CSV ({exc})") from None
+        # Named by the line its row starts on: an unclosed quote is found only lines later.
+        raise _csv_error(line + 1, "invalid_csv_row", f"not valid CSV ({exc})") from None
     if header is None:
         raise ApiError(400, "empty_batch", "the file has no header row and no records")
     names = [name.strip() for name in header]
