@@ -9,6 +9,8 @@ Examples:
     ```
 """
 
+from ._bulk._sync import SyncResult
+from ._bulk._sync_state import SQLiteSyncState, SyncState
 from ._client import AsyncAnalytex
 from ._delivery._background import BackgroundDelivery
 from ._delivery._policy import DeliveryPolicy, DeliveryStats
@@ -83,6 +85,9 @@ __all__ = [
     "Rejection",
     "RetryPolicy",
     "RowGovernor",
+    "SQLiteSyncState",
+    "SyncResult",
+    "SyncState",
     "User",
     "ValidationError",
     "__version__",

@@ -32,13 +32,14 @@ from ._imports import ImportCalls
 from ._lifecycle import Lifecycle
 from ._models import Company, Job, JobStatus
 from ._retry import RetryPolicy
+from ._syncs import SyncCalls
 from ._transport import Transport
 from ._validation import require_id
 from .governors._local import Governor
 from .governors._windows import ClientWindows
 
 
-class AsyncAnalytex(ImportCalls):
+class AsyncAnalytex(ImportCalls, SyncCalls):
     """The asynchronous Analytex client.
 
     One client holds one connection pool: create it once (at app start-up) and share it.

@@ -1,7 +1,7 @@
-"""The commands other than ``import``: ``demo``, ``identify``, ``jobs``, ``job``, ``emulator``.
+"""The commands besides ``import`` and ``sync``: demo, identify, jobs, job, emulator.
 
 This module assembles the whole command line: importing it registers every command on the
-``cli`` group (``import`` comes from ``_import_command``).
+``cli`` group (``import`` comes from ``_import_command``, ``sync`` from ``_sync_command``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from ._import_command import import_group
 from ._progress import ImportWatch, counted
 from ._report import job_json
 from ._summary import jobs_table, output_console
+from ._sync_command import sync_group
 
 __all__ = ["cli"]
 
 cli.add_command(import_group)
+cli.add_command(sync_group)
 
 
 # -- demo ---------------------------------------------------------------------------------------
