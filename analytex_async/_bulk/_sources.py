@@ -23,6 +23,7 @@ from .._errors import ValidationError
 from .._models import Company, User
 from .._types import RecordKind, SourceFormat
 from ._files import FileSource, read_file
+from ._frames import is_table, read_parquet, read_table
 from ._pacing import Pacer
 from ._parsers import SourceRecord
 
@@ -31,6 +32,7 @@ from ._parsers import SourceRecord
 __all__ = ["SourceRecord", "read_source"]
 
 _FORMATS: dict[str, SourceFormat] = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
+_PARQUET = ".parquet"
 
 
 def read_source(
@@ -50,7 +52,9 @@ def read_source(
       optionally ``.gz``-compressed; ``format=`` overrides the suffix;
     * an open binary or text file object (``sys.stdin.buffer``, ``io.BytesIO``, ``io.StringIO``,
       ...), read as NDJSON unless ``format="csv"``; gzip-compressed binary streams are recognised
-      by their magic bytes. File objects are not closed: their owner closes them.
+      by their magic bytes. File objects are not closed: their owner closes them;
+    * a pandas or polars DataFrame (extra ``dataframe``), a pyarrow ``Table`` or
+      ``RecordBatch``, or a path to a ``.parquet`` file (extra ``parquet``): see "Tables" below.
 
     NDJSON: every non-blank line is one record (LF or CRLF; a leading UTF-8 BOM is ignored). A
     line that is not valid UTF-8 or not valid JSON is yielded with ``error`` set; a JSON value
@@ -71,6 +75,18 @@ def read_source(
     at the line after that one. A row the csv module cannot read (a cell longer than its field
     size limit) is yielded with ``error`` set too.
 
+    Tables (DataFrames, Arrow tables, Parquet files) are read a slice (or a record batch) of
+    rows at a time in a worker thread, so a Parquet file is never in memory whole. Column
+    ``user_id`` (or ``company_id``) is the id, a user's ``company_id`` column its company, a
+    ``metadata`` struct (or dict) column and every other column metadata keys (a column wins
+    over a key of the same name in ``metadata``). A null (``None``, NaN, NaT) leaves its key
+    out; timestamps become ISO 8601 strings to the microsecond (one without a zone is taken as
+    UTC, ``+00:00``), dates ``YYYY-MM-DD``, times of day and ``Decimal`` strings, numpy and
+    Arrow scalars Python's own; an integer id its decimal string. A row holding anything else
+    (a list, bytes, a timedelta, a nested struct, a float or null id) is yielded with ``error``
+    set, naming the column. ``position`` is the row's zero-based index, ``line`` is ``None``.
+    A ``.parquet`` path takes no ``format=``.
+
     The returned async generator opens files only once iterated, and closes them when it ends,
     is closed or is cancelled; wrap it in ``contextlib.aclosing`` when you may stop early. A
     caller's (async) iterator is never closed: it belongs to the caller.
@@ -88,10 +104,12 @@ def read_source(
 
     Raises:
         ValidationError: At once, when ``source`` is not something records can be read from
-            (``bytes``, a single record, a path with an unknown suffix and no ``format=``), or
-            ``kind`` / ``format`` / ``csv_multiline`` is not one of their values. While
+            (``bytes``, a single record, a path with an unknown suffix and no ``format=``, a
+            table without its id column, a table or ``.parquet`` path whose extra is not
+            installed), or ``kind`` / ``format`` / ``csv_multiline`` is not one of their values. While
             iterating, when a file cannot be opened or read, a gzip stream is corrupt, or a CSV
-            header is unusable; the error names the file and, where it applies, the line.
+            header is unusable, or a Parquet file is not Parquet or lacks its id column; the
+            error names the file and, where it applies, the line.
 
     Example:
         ```python
@@ -122,14 +140,24 @@ def read_source(
             "e.g. a list",
             field="source",
         )
+    if is_table(source):
+        return read_table(source, kind)
     if isinstance(source, (str, os.PathLike)):
         name = os.fsdecode(source)
+        if name.lower().endswith(_PARQUET):
+            if format is not None:
+                raise ValidationError(
+                    f"{name}: a .parquet file is read as Parquet: leave format= out",
+                    field="format",
+                )
+            return read_parquet(source, name, kind)
         path_format, compressed = _format_of_path(name)
         chosen = format or path_format
         if chosen is None:
             raise ValidationError(
                 f"{name}: cannot tell the format from the file name: use a .ndjson, .jsonl or "
-                ".csv suffix (optionally followed by .gz), or pass format='ndjson' or 'csv'",
+                ".csv suffix (optionally followed by .gz) or .parquet, or pass format='ndjson' "
+                "or 'csv'",
                 field="source",
             )
         return read_file(
