@@ -166,7 +166,15 @@ class APIResponseValidationError(APIError):
 
 
 class APIConnectionError(APIError):
-    """No response came back: the connection failed, was reset, or the read did not finish."""
+    """No response came back: the connection failed, was reset, or the read did not finish.
+
+    Attributes:
+        request_sent: Whether the request may have reached the server (``False`` only when no
+            connection was made): the bulk pipeline then looks for the job its upload may
+            have created before sending it again.
+    """
+
+    request_sent: bool = True
 
 
 class APITimeoutError(APIConnectionError):

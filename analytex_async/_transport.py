@@ -268,7 +268,11 @@ class Transport:
         if attempts > 1:
             message += f" after {attempts} attempts over {_seconds(elapsed)}"
         message += f" ({type(exc).__name__}: {detail})"
-        return kind(message, request=request, attempts=attempts)
+        error = kind(message, request=request, attempts=attempts)
+        error.request_sent = not isinstance(
+            exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+        )
+        return error
 
     async def request(
         self,

@@ -12,8 +12,8 @@ Content = bytes | AsyncIterable[bytes]
 BodyFactory = Callable[[], tuple[Mapping[str, str], Content]]
 """Returns fresh headers and content for one attempt (called once per attempt)."""
 
-RecordKind = Literal["user", "company"]
-"""Which bulk records a pipeline carries."""
+RecordKind = Literal["user", "company", "event"]
+"""Which records a pipeline carries: bulk users or companies, or historical events."""
 
 SourceFormat = Literal["ndjson", "csv"]
 """The file formats a bulk source may be read as."""

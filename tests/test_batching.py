@@ -134,9 +134,11 @@ def test_halves_partition_the_batch_exactly(
 
 def test_api_limits_and_the_default_batch_budget() -> None:
     assert (MAX_RECORDS, MAX_REQUEST_BYTES) == (10_000, 50_000_000)
-    # The batch budget leaves exactly the room of the default framing (32-character boundary).
-    assert MAX_REQUEST_BYTES - multipart_overhead("batch.ndjson", "0" * 32) == MAX_BATCH_BYTES
-    assert MAX_BATCH_BYTES == 49_999_816
+    # The batch budget leaves exactly the room of the framing with the longest upload file name
+    # (a 32-character boundary).
+    longest = "0" * 16 + "-" + "9" * 12 + ".1" * 20 + ".ndjson"
+    assert MAX_REQUEST_BYTES - multipart_overhead(longest, "0" * 32) == MAX_BATCH_BYTES
+    assert MAX_BATCH_BYTES == 49_999_752
     batcher = Batcher()
     assert (batcher.max_records, batcher.max_bytes) == (MAX_RECORDS, MAX_BATCH_BYTES)
 

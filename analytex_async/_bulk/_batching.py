@@ -4,11 +4,11 @@ Everything here is synchronous and pure (no I/O, no clock): the import pipeline 
 ``Batcher`` one encoded record at a time from async code and yields to the event loop itself.
 
 The byte limit counts the whole request body, multipart framing included, so the default
-``Batcher`` leaves room for the framing ``MultipartFile`` adds with the default filename and a
-random (32-character) boundary::
+``Batcher`` leaves room for the framing ``MultipartFile`` adds with the longest upload file name
+(``LONGEST_UPLOAD_FILENAME``) and a random (32-character) boundary::
 
-    MAX_BATCH_BYTES = MAX_REQUEST_BYTES - multipart_overhead(DEFAULT_FILENAME, 32 characters)
-                    = 50_000_000 - 184 = 49_999_816
+    MAX_BATCH_BYTES = MAX_REQUEST_BYTES - multipart_overhead(LONGEST_UPLOAD_FILENAME, 32 chars)
+                    = 50_000_000 - 248 = 49_999_752
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import attrs
 
 from .._constants import MAX_RECORDS, MAX_REQUEST_BYTES
 from .._transport import encode_json
-from ._multipart import BOUNDARY_LENGTH, DEFAULT_FILENAME, multipart_overhead
+from ._multipart import BOUNDARY_LENGTH, LONGEST_UPLOAD_FILENAME, multipart_overhead
 
-MAX_BATCH_BYTES = MAX_REQUEST_BYTES - multipart_overhead(DEFAULT_FILENAME, "0" * BOUNDARY_LENGTH)
+MAX_BATCH_BYTES = MAX_REQUEST_BYTES - multipart_overhead(
+    LONGEST_UPLOAD_FILENAME, "0" * BOUNDARY_LENGTH
+)
 """Bytes of NDJSON lines in one batch, so that the framed multipart body fits the request limit."""
 
 

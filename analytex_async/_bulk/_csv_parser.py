@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._errors import ValidationError
+from .._events import CLIENT_NUMBER_FIELDS, EVENT_FIELDS
 from .._types import RecordKind
 from ._parsers import BlockParser, SourceRecord, encode_text, raw_text
 
@@ -69,11 +71,12 @@ class CsvParser(BlockParser):
         self._replay: list[str] = []
         self._rows = csv.reader(self._feed(), dialect="excel")
         self._kind = kind
-        self._id_column = "user_id" if kind == "user" else "company_id"
+        self._id_column = {"user": "user_id", "company": "company_id", "event": "event_type"}[kind]
         self._header: list[str] | None = None
         self._id_index = 0
         self._company_index: int | None = None
         self._metadata: list[tuple[int, str]] = []
+        self._fields: list[tuple[int, str]] = []  # an event's field columns
 
     def _lines_read(self) -> int:
         return self._start - 1 + len(self._row) + len(self._replay)
@@ -248,6 +251,10 @@ class CsvParser(BlockParser):
         if self._kind == "user" and "company_id" in names:
             self._company_index = names.index("company_id")
         taken = {self._id_index, self._company_index}
+        if self._kind == "event":
+            # Event fields are columns of their own; a "metadata" column holds a JSON object.
+            self._fields = [(i, name) for i, name in enumerate(names) if name in EVENT_FIELDS]
+            taken = {i for i, _ in self._fields}
         self._metadata = [(i, name) for i, name in enumerate(names) if i not in taken]
 
     def _row_record(self, row: list[str], line: int) -> SourceRecord:
@@ -262,13 +269,33 @@ class CsvParser(BlockParser):
             )
         if len(row) < width:
             row = row + [""] * (width - len(row))
-        record: dict[str, Any] = {self._id_column: row[self._id_index]}
-        if self._company_index is not None and row[self._company_index]:
-            record["company_id"] = row[self._company_index]
-        record["metadata"] = {name: row[i] for i, name in self._metadata if row[i]}
+        if self._kind == "event":
+            record = self._event_record(row)
+        else:
+            record = {self._id_column: row[self._id_index]}
+            if self._company_index is not None and row[self._company_index]:
+                record["company_id"] = row[self._company_index]
+            record["metadata"] = {name: row[i] for i, name in self._metadata if row[i]}
         result = SourceRecord(self._position, line, record)
         self._position += 1
         return result
+
+    def _event_record(self, row: list[str]) -> dict[str, Any]:
+        record: dict[str, Any] = {name: row[i] for i, name in self._fields if row[i]}
+        for number in CLIENT_NUMBER_FIELDS & record.keys():
+            if record[number].isdigit():
+                record[number] = int(record[number])
+        metadata: Any = {name: row[i] for i, name in self._metadata if row[i]}
+        text = record.pop("metadata", None)
+        if text is not None:
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                decoded = text  # the event's check names the field
+            metadata = {**decoded, **metadata} if isinstance(decoded, dict) else decoded
+        if metadata:
+            record["metadata"] = metadata
+        return record
 
     def _bad_row(self, row: list[str], line: int, reason: str) -> SourceRecord:
         buffer = io.StringIO()

@@ -17,6 +17,7 @@ import httpx
 
 from .._errors import APIResponseValidationError
 from .._models import Job, JobStatus
+from .._retry import RetryPolicy
 from .._transport import Transport
 
 logger = logging.getLogger("analytex_async")
@@ -257,13 +258,56 @@ async def fetch_job(transport: Transport, job_id: str) -> Job:
         attempt += 1
 
 
-async def fetch_jobs(transport: Transport) -> list[Job]:
-    """``GET /v1/background_jobs``.
+async def fetch_jobs(
+    transport: Transport, *, retry: RetryPolicy | None = None, max_pages: int = 50
+) -> list[Job]:
+    """``GET /v1/background_jobs``, following ``links`` to the next page when there is one.
+
+    The list is documented as paginated without saying how: a ``links`` object (or list) with a
+    ``next`` link is followed, on the API's own host only (the key never goes elsewhere).
 
     Args:
         transport: The transport to send with.
+        retry: A retry policy for these requests instead of the transport's.
+        max_pages: Pages to read at most.
 
     Returns:
-        The jobs.
+        The jobs of every page read, in the server's order.
     """
-    return jobs_of(await transport.request("GET", JOBS_PATH))
+    path = JOBS_PATH
+    jobs: list[Job] = []
+    seen = {path}
+    for _ in range(max_pages):
+        response = await transport.request("GET", path, retry=retry)
+        jobs.extend(jobs_of(response))
+        following = _next_page(response, transport.base_url)
+        if following is None or following in seen:
+            break
+        seen.add(following)
+        path = following
+    return jobs
+
+
+def _next_page(response: httpx.Response, base_url: str) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    links = data.get("links") if isinstance(data, Mapping) else None
+    target: object = None
+    if isinstance(links, Mapping):
+        target = links.get("next")
+    elif isinstance(links, list):
+        target = next(
+            (
+                link.get("href")
+                for link in links
+                if isinstance(link, Mapping) and link.get("rel") == "next"
+            ),
+            None,
+        )
+    if not isinstance(target, str) or not target:
+        return None
+    if target.startswith(base_url + "/"):
+        return target[len(base_url) :]
+    return target if target.startswith("/") and not target.startswith("//") else None

@@ -24,9 +24,14 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from itertools import chain, repeat
 
-from .._types import BodyFactory
+from .._transport import bytes_body
+from .._types import BodyFactory, RecordKind
 
 DEFAULT_FILENAME = "batch.ndjson"
+LONGEST_UPLOAD_FILENAME = "0" * 16 + "-" + "9" * 12 + ".1" * 20 + ".ndjson"
+"""The longest name ``upload_filename`` gives: an import id, a batch number up to 12 digits,
+and 20 levels of 413 halving (10,000 records halve to one in 14). The batch byte budget leaves
+room for it."""
 """The filename sent with a batch unless another is given."""
 BOUNDARY_LENGTH = 32
 """Characters in a random boundary (128 random bits as hex)."""
@@ -50,6 +55,50 @@ def random_boundary() -> str:
         The boundary (without the leading ``--``).
     """
     return secrets.token_hex(BOUNDARY_LENGTH // 2)
+
+
+JSON_KEYS: dict[RecordKind, bytes] = {"user": b"users", "company": b"companies", "event": b""}
+
+
+def upload_body(
+    lines: Sequence[bytes], size: int, kind: RecordKind, filename: str | None
+) -> BodyFactory:
+    """The body of one batch's upload: a multipart NDJSON file, or (no file name) bulk JSON.
+
+    Args:
+        lines: The batch's NDJSON lines, checked by the batcher (no second pass over them).
+        size: Their total size in bytes.
+        kind: Users or companies (JSON bodies), or events (always a file).
+        filename: The upload's file name; ``None`` sends the bulk JSON body
+            ``{"users": [...]}`` instead, whose envelope is smaller than the multipart framing
+            the batcher's byte budget allows for.
+
+    Returns:
+        The body factory.
+    """
+    if filename is None:
+        records = b",".join(line[:-1] for line in lines)
+        return bytes_body(b'{"%s":[%s]}' % (JSON_KEYS[kind], records), "application/json")
+    return MultipartFile(lines, filename=filename, checked_size=size).factory()
+
+
+def upload_filename(upload_id: str, label: str) -> str:
+    """The file name of one upload: unique to its import and batch (``<id>-<label>.ndjson``).
+
+    The server keeps it on the job, so an upload whose answer was lost is found by it.
+
+    Args:
+        upload_id: The import's id (16 hex characters).
+        label: The batch's label (``"7"``, or ``"7.0"`` for the first half of a split).
+
+    Returns:
+        The file name.
+
+    Examples:
+        >>> upload_filename("3f2a9c0d1b4e5f60", "7.1")
+        '3f2a9c0d1b4e5f60-7.1.ndjson'
+    """
+    return f"{upload_id}-{label}.ndjson"
 
 
 def _check_filename(filename: str) -> None:

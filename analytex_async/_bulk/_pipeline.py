@@ -15,9 +15,9 @@ source → validate → batch → govern → send → wait, in two tasks joined 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
@@ -28,10 +28,10 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._constants import MAX_REJECTIONS_KEPT
 from .._errors import (
+    APIConnectionError,
     APIError,
     ConflictError,
     ImportAbortedError,
-    NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
     ValidationError,
@@ -44,25 +44,36 @@ from .._models import (
     Rejection,
     WaitingFor,
 )
-from .._transport import Transport, bytes_body
-from .._types import BodyFactory, RecordKind
+from .._transport import Transport
+from .._types import RecordKind
 from ..governors._local import Governor, JobSlot
 from ._batching import Batch, Batcher
-from ._jobs import fetch_job, fetch_jobs, is_finished, job_of, wait_until_finished
+from ._jobs import job_of
 from ._journal import Journal
-from ._multipart import MultipartFile
+from ._multipart import upload_body, upload_filename
 from ._options import ImportOptions
 from ._pacing import Pacer
 from ._records import check_record, plain_iterable
+from ._slot import JobTracker
 from ._sources import SourceRecord, read_source
 
 logger = logging.getLogger("analytex_async")
 
-JSON_KEYS: dict[RecordKind, bytes] = {"user": b"users", "company": b"companies"}
 PATHS: dict[RecordKind, str] = {
     "user": "/v1/users/bulk_identify",
     "company": "/v1/companies/bulk_identify",
+    "event": "/v1/imports",
 }
+
+
+class _Adopted(Exception):
+    """The server made a job of an upload whose answer was lost: stop resending it."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.job_id)
+        self.job = job
+
+
 STALL_BUDGET = 0.001
 """Seconds of CPU work the producer does before it lets other tasks run."""
 SKIP_RUN_RECORDS = 2_000
@@ -102,11 +113,21 @@ class ImportRun:
         self.rejected: list[Rejection] = []  # the first MAX_REJECTIONS_KEPT only
         self.rows_rejected = 0
         self._unannounced: list[Rejection] = []  # for an on_invalid callable, not yet handed
-        self.jobs: dict[str, Job] = {}
-        self.job_rows: dict[str, int] = {}
+        self.tracker = JobTracker(
+            transport,
+            governor,
+            rows_per_minute=rows_per_minute,
+            default_rows=options.batch_size,
+            events=kind == "event",
+            on_job=options.on_job,
+            on_poll=self._on_job_poll,
+        )
+        self.jobs = self.tracker.jobs
+        # Unique to this import: every upload's file name says which batch it is, so an
+        # upload whose answer was lost can be found in the job list instead of sent twice.
+        self.upload_id = uuid.uuid4().hex[:16]
         self.waiting_for: WaitingFor | None = None
         self.started = anyio.current_time()
-        self.last_job: Job | None = None
         self.journal: Journal | None = None
         self._held: list[tuple[int, bytes]] = []  # for the skip filter, not yet asked
         self._held_bytes = 0
@@ -132,13 +153,7 @@ class ImportRun:
 
     def rows_completed(self) -> int:
         """Rows the server reports as processed, over every job."""
-        done = 0
-        for job_id, job in self.jobs.items():
-            if job.status is JobStatus.COMPLETED:
-                done += self.job_rows[job_id]
-            elif job.completed_rows is not None:
-                done += min(job.completed_rows, self.job_rows[job_id])
-        return done
+        return self.tracker.rows_completed()
 
     async def report(self, waiting_for: WaitingFor | None = None) -> None:
         """Tell the progress callback where the import stands.
@@ -186,7 +201,7 @@ class ImportRun:
         try:
             if self.journal.latest_job_id is not None:
                 # An earlier run's last job may still hold the account's one job slot.
-                self.last_job = Job(self.journal.latest_job_id, JobStatus.UNKNOWN)
+                self.tracker.last_job = Job(self.journal.latest_job_id, JobStatus.UNKNOWN)
             return await self._run(source)
         finally:
             with anyio.CancelScope(shield=True):
@@ -217,7 +232,7 @@ class ImportRun:
             raise self._aborted(error) from error
         if self.options.wait:
             try:
-                await self._wait_for_jobs()
+                await self.tracker.wait_all()
             except APIError as exc:
                 raise self._aborted(exc) from exc
         await self.report()
@@ -405,9 +420,7 @@ class ImportRun:
     def _accepted(self, batch: Batch, job: Job) -> None:
         self.rows_sent += batch.count
         self.batches_sent += 1
-        self.jobs[job.job_id] = job
-        self.job_rows[job.job_id] = batch.count
-        self.last_job = job
+        self.tracker.accepted(job, batch.count)
         if self.options.on_accepted is not None:
             self.options.on_accepted(batch.positions, job)
 
@@ -420,26 +433,45 @@ class ImportRun:
         """
         # The job first, the rate last: the POST then follows its reserved start at once, so the
         # server sees batches spaced as the governor spaced them (job polls don't skew it).
-        await self._wait_for_previous_job()
-        if not paid:
+        await self.tracker.wait_for_previous()
+        # Events imports have their own slot and no documented rate: one import job at a time
+        # paces them. The bulk row budget is the identify endpoints'.
+        if not paid and self.kind != "event":
             await self.report("rate")
             await self.governor.acquire(batch.count)
         unexplained = 0
-        body = self._body(batch)
+        json_body = self.options.body == "json"
+        # A JSON body carries no file name to find it by after a lost answer.
+        filename = None if json_body else upload_filename(self.upload_id, batch.label)
+        body = upload_body(batch.lines, batch.size, self.kind, filename)
+
+        async def on_retry(error: APIError, delay: float) -> None:
+            await self._on_retry(error, delay)
+            adopted = await self.tracker.adopt_lost(error, filename)
+            if adopted is not None:
+                raise _Adopted(adopted)
+
         while True:
             await self.report()
             try:
                 response = await self.transport.request(
-                    "POST", self.path, body=body, on_retry=self._on_retry
+                    "POST", self.path, body=body, on_retry=on_retry
                 )
+            except _Adopted as adopted:
+                return adopted.job
+            except APIConnectionError as exc:
+                found = await self.tracker.adopt_lost(exc, filename)
+                if found is None:
+                    raise
+                return found
             except PayloadTooLargeError:
                 return None
             except ConflictError:
                 # Another job still runs (ours, or another process's): wait it out, then send
                 # the same batch again.
-                blocking = await self._running_job()
+                blocking = await self.tracker.running()
                 if blocking is not None:
-                    await self._wait_until_terminal(blocking)
+                    await self.tracker.wait(blocking)
                     continue
                 unexplained += 1
                 if unexplained > self.transport.retry.max_retries:
@@ -449,71 +481,10 @@ class ImportRun:
                 continue
             return job_of(response, f"POST {self.path}", self.transport.redact)
 
-    def _body(self, batch: Batch) -> BodyFactory:
-        if self.options.body == "json":
-            # The lines are compact JSON records already; the JSON envelope is smaller than
-            # the multipart framing the batcher's byte budget allows for.
-            records = b",".join(line[:-1] for line in batch.lines)
-            envelope = b'{"%s":[%s]}' % (JSON_KEYS[self.kind], records)
-            return bytes_body(envelope, "application/json")
-        # The default file name: the batcher's byte budget is sized for exactly its framing.
-        # The batcher already checked the lines: no second pass over them on the event loop.
-        return MultipartFile(batch.lines, checked_size=batch.size).factory()
-
     async def _on_retry(self, error: APIError, delay: float) -> None:
         if isinstance(error, RateLimitError):
             await self.governor.push_back(delay)
         await self.report("retry")
 
-    # -- jobs --------------------------------------------------------------------------------
-
-    async def _get_job(self, job_id: str) -> Job:
-        job = await fetch_job(self.transport, job_id)
-        if job.job_id in self.jobs:
-            self.jobs[job.job_id] = job
-            if self.options.on_job is not None:
-                self.options.on_job(job)
-        return job
-
-    async def _running_job(self) -> Job | None:
-        """The job that holds the account's one slot, if one can be seen."""
-        if self.last_job is not None and not is_finished(self.last_job):
-            job = await self._get_job(self.last_job.job_id)
-            if not is_finished(job):
-                return job
-        try:
-            listed = await fetch_jobs(self.transport)
-        except APIError:
-            return None
-        return next((job for job in listed if not is_finished(job)), None)
-
     async def _on_job_poll(self, job: Job) -> None:
         await self.report("job")
-
-    async def _wait_until_terminal(self, job: Job) -> Job:
-        return await wait_until_finished(
-            self._get_job,
-            job,
-            rows_per_minute=self.rows_per_minute,
-            expected_rows=self.job_rows.get(job.job_id, job.total_rows or self.options.batch_size),
-            on_poll=self._on_job_poll,
-        )
-
-    async def _wait_for_previous_job(self) -> None:
-        # The server runs one job at a time: rather than collect a 409, wait for the job that
-        # holds the slot to end -- ours, or (through a shared governor) another import's.
-        if self.last_job is not None and not is_finished(self.last_job):
-            try:
-                self.last_job = await self._wait_until_terminal(self.last_job)
-            except NotFoundError:
-                self.last_job = None  # an earlier run's job the server no longer knows
-        if isinstance(self.governor, JobSlot):
-            latest = await self.governor.latest_job()
-            if latest is not None and latest not in self.jobs:
-                with contextlib.suppress(NotFoundError):
-                    await self._wait_until_terminal(await self._get_job(latest))
-
-    async def _wait_for_jobs(self) -> None:
-        for job in list(self.jobs.values()):
-            if not is_finished(job):
-                await self._wait_until_terminal(job)

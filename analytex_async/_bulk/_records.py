@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TypeGuard
 
 from .._errors import ValidationError
+from .._events import event_record
 from .._models import Company, User
 from .._types import RecordKind
 from .._validation import bulk_record
@@ -43,7 +44,8 @@ def check_record(
     if error is not None:
         return error
     try:
-        line = encode_record(bulk_record(record, kind))
+        wire = event_record(record) if kind == "event" else bulk_record(record, kind)
+        line = encode_record(wire)
     except ValidationError as exc:
         return str(exc)
     if not batcher.fits_alone(line):

@@ -1,0 +1,203 @@
+"""An import's jobs, and the account's one job slot as the import sees it.
+
+The server runs one bulk job at a time per account (users and companies together), and one
+events import at a time, separately. Before each batch the import waits for the job that holds
+its slot -- its own last one, or (through a governor that remembers jobs) another import's --
+rather than collect a 409; after a 409 it looks for the running job and waits it out. After an
+answer was lost, it looks its own upload up by file name before sending it again (sdk.md, "No
+duplicate jobs").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from .._errors import APIConnectionError, APIError, NotFoundError
+from .._models import Job, JobStatus
+from .._retry import RetryPolicy
+from .._transport import Transport
+from ..governors._local import Governor, JobSlot
+from ._jobs import fetch_job, fetch_jobs, is_finished, wait_until_finished
+
+logger = logging.getLogger("analytex_async")
+
+LOOKUP_ONCE = RetryPolicy(max_retries=0)
+"""The lost-answer lookup is brief: one try, then the upload is sent again."""
+
+
+def is_import_job(job: Job) -> bool:
+    """Whether a job is an events import (``/v1/imports``), not a bulk identify.
+
+    Args:
+        job: A job as listed.
+
+    Returns:
+        True when its ``type`` names an import.
+    """
+    return "import" in (job.type or "").lower()
+
+
+class JobTracker:
+    """The jobs of one import, and waiting for the slot they share with other imports.
+
+    Args:
+        transport: Sends the requests.
+        governor: The row governor; when it remembers jobs (``JobSlot``), imports sharing it
+            wait for each other's jobs.
+        rows_per_minute: The server's processing rate, for the poll cadence.
+        default_rows: Rows a job of unknown size is assumed to hold.
+        events: The import sends events (``/v1/imports``), whose slot is their own.
+        on_job: Told each fresh state of one of the import's jobs.
+        on_poll: Told each state of a job being waited for.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        governor: Governor,
+        *,
+        rows_per_minute: float,
+        default_rows: int,
+        events: bool = False,
+        on_job: Callable[[Job], None] | None = None,
+        on_poll: Callable[[Job], Awaitable[None]] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.governor = governor
+        self.rows_per_minute = rows_per_minute
+        self.default_rows = default_rows
+        self.events = events
+        self._on_job = on_job
+        self._on_poll = on_poll
+        self.jobs: dict[str, Job] = {}
+        self.job_rows: dict[str, int] = {}
+        self.last_job: Job | None = None
+
+    def accepted(self, job: Job, rows: int) -> None:
+        """Record a job the server created for one of the import's batches.
+
+        Args:
+            job: The job.
+            rows: Rows in its batch.
+        """
+        self.jobs[job.job_id] = job
+        self.job_rows[job.job_id] = rows
+        self.last_job = job
+
+    def rows_completed(self) -> int:
+        """Rows the server reports as processed, over every job."""
+        done = 0
+        for job_id, job in self.jobs.items():
+            if job.status is JobStatus.COMPLETED:
+                done += self.job_rows[job_id]
+            elif job.completed_rows is not None:
+                done += min(job.completed_rows, self.job_rows[job_id])
+        return done
+
+    async def get(self, job_id: str) -> Job:
+        """Fetch a job, keeping the import's own jobs up to date.
+
+        Args:
+            job_id: The job's id.
+
+        Returns:
+            Its current state.
+        """
+        job = await fetch_job(self.transport, job_id)
+        if job.job_id in self.jobs:
+            self.jobs[job.job_id] = job
+            if self._on_job is not None:
+                self._on_job(job)
+        return job
+
+    async def wait(self, job: Job) -> Job:
+        """Wait until ``job`` is finished, at the one cadence.
+
+        Args:
+            job: The job.
+
+        Returns:
+            Its finished state.
+        """
+        expected = self.job_rows.get(job.job_id, job.total_rows or self.default_rows)
+        return await wait_until_finished(
+            self.get,
+            job,
+            rows_per_minute=self.rows_per_minute,
+            expected_rows=expected,
+            on_poll=self._on_poll,
+        )
+
+    def _shares_slot(self, job: Job) -> bool:
+        return is_import_job(job) == self.events
+
+    async def running(self) -> Job | None:
+        """The job that holds the import's slot, if one can be seen (after a 409)."""
+        if self.last_job is not None and not is_finished(self.last_job):
+            job = await self.get(self.last_job.job_id)
+            if not is_finished(job):
+                return job
+        try:
+            listed = await fetch_jobs(self.transport)
+        except APIError:
+            return None
+        return next((j for j in listed if not is_finished(j) and self._shares_slot(j)), None)
+
+    async def wait_for_previous(self) -> None:
+        """Wait for the job holding the slot to end: the import's own, or another import's."""
+        if self.last_job is not None and not is_finished(self.last_job):
+            try:
+                self.last_job = await self.wait(self.last_job)
+            except NotFoundError:
+                self.last_job = None  # an earlier run's job the server no longer knows
+        if not self.events and isinstance(self.governor, JobSlot):
+            latest = await self.governor.latest_job()
+            if latest is not None and latest not in self.jobs:
+                with contextlib.suppress(NotFoundError):
+                    await self.wait(await self.get(latest))
+
+    async def wait_all(self) -> None:
+        """Wait until every job of the import is finished."""
+        for job in list(self.jobs.values()):
+            if not is_finished(job):
+                await self.wait(job)
+
+    async def adopt_lost(self, error: APIError, filename: str | None) -> Job | None:
+        """After an answer that may have been lost, the job the server made of the upload.
+
+        Args:
+            error: Why the upload has no answer.
+            filename: The upload's file name (``None``: it has none to be found by).
+
+        Returns:
+            The job to adopt instead of sending again, or ``None``.
+        """
+        if filename is None or not isinstance(error, APIConnectionError) or not error.request_sent:
+            return None
+        job = await self.find_upload(filename)
+        if job is not None:
+            logger.warning(
+                "the answer to upload %s was lost, but the server made job %s of it: adopted, "
+                "not sent again",
+                filename,
+                job.job_id,
+            )
+        return job
+
+    async def find_upload(self, filename: str) -> Job | None:
+        """The job the server made of an upload whose answer was lost, if it made one.
+
+        Args:
+            filename: The upload's file name (unique to its batch).
+
+        Returns:
+            The job, or ``None`` when none carries that file name (or the list cannot be had
+            at once: the upload is then sent again).
+        """
+        try:
+            listed = await fetch_jobs(self.transport, retry=LOOKUP_ONCE)
+        except APIError:
+            return None
+        return next((job for job in listed if job.raw.get("filename") == filename), None)
