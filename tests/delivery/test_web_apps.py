@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 
 from analytex_async import AsyncAnalytex, DeliveryPolicy, DeliveryStats
 from analytex_async.emulator import Emulator, serve
+from analytex_async.testing import EmulatedAnalytex
 
 pytestmark = pytest.mark.anyio
 
@@ -207,3 +208,14 @@ async def test_a_handler_still_answers_fast_while_the_server_is_slow() -> None:
     assert handlers < 1.0  # twenty logins, one after another, before the first identify answered
     assert stats.delivered == 40
     assert len(emulator.users) == 20
+
+
+async def test_background_delivery_works_through_emulated_analytex() -> None:
+    """What a user's test of such an app uses: the client EmulatedAnalytex opens."""
+    async with EmulatedAnalytex() as analytex:
+        analytex.client.background.identify("u1", metadata={"plan": "pro"})
+        analytex.client.background.track("u1", "Logged In")
+        stats = await analytex.client.background.flush(timeout=10)
+        assert stats == DeliveryStats(queued=2, delivered=2)
+        assert analytex.emulator.users["u1"].metadata == {"plan": "pro"}
+        assert [e.event_name for e in analytex.emulator.events] == ["Logged In"]
