@@ -99,6 +99,9 @@ class Emulator:
             Off by default because the real API documents none.
         request_id_factory: Makes the ``x-request-id`` of each response; defaults to random
             20-character ids like ``"GEDdGIKmRewi6ZIAEYcB"``.
+        jobs_page_size: ``None`` (the default) lists ``GET /v1/background_jobs`` as one bare
+            array; a number pages it: ``{"data": [...], "links": {"self", "next"}}``, the next
+            page at ``?page=N`` (``next`` is null on the last page).
         request_log_limit: How many entries :attr:`requests` keeps (oldest dropped first);
             ``None`` keeps all.
 
@@ -132,6 +135,7 @@ class Emulator:
         retry_after_header: bool = False,
         request_log_limit: int | None = 100_000,
         request_id_factory: Callable[[], str] | None = None,
+        jobs_page_size: int | None = None,
     ) -> None:
         if api_keys is not None:
             if isinstance(api_keys, str):
@@ -152,6 +156,8 @@ class Emulator:
             raise ValueError("max_records and max_bytes must be positive")
         if queue_delay < 0:
             raise ValueError("queue_delay must not be negative")
+        if jobs_page_size is not None and jobs_page_size < 1:
+            raise ValueError("jobs_page_size must be at least 1, or None")
         self._api_keys = frozenset(api_keys) if api_keys is not None else None
         self.rows_per_minute = rows_per_minute
         self.realtime_requests_per_minute = realtime_requests_per_minute
@@ -164,6 +170,7 @@ class Emulator:
         self.request_log_limit = request_log_limit
         self.job_id_factory = job_id_factory or (lambda: str(uuid.uuid4()))
         self.request_id_factory = request_id_factory or _random_request_id
+        self.jobs_page_size = jobs_page_size
         self._wall_offset: float | None = None
         if epoch is not None:
             aware = epoch if epoch.tzinfo is not None else epoch.replace(tzinfo=dt.timezone.utc)

@@ -42,7 +42,8 @@ __all__ = ["ApiRoutes", "RateRule", "job_link"]
 
 logger = logging.getLogger("analytex_async.emulator")
 
-_JOBS_PREFIX = "/v1/background_jobs/"
+_JOBS_LIST = "/v1/background_jobs"
+_JOBS_PREFIX = f"{_JOBS_LIST}/"
 
 RateRule = Literal["identify", "track", "delete"]
 
@@ -361,15 +362,41 @@ class ApiRoutes:
         return _json(job.to_json(now, emulator._wall, job_link(request, job.job_id)), status)
 
     async def list_jobs(self, request: Request) -> Response:
-        """``GET /v1/background_jobs``: every job of the account, in submission order."""
+        """``GET /v1/background_jobs``: every job of the account, in submission order.
+
+        A bare array by default; with ``jobs_page_size`` set, one page
+        ``{"data": [...], "links": {"self": url, "next": url or null}}`` chosen by ``?page=N``.
+        """
         account, note = self._begin(request)
-        now = self.emulator._now()
+        emulator = self.emulator
+        now = emulator._now()
         note.records = 0
+        jobs = list(account.jobs.values())
+        page_size = emulator.jobs_page_size
+        if page_size is None:
+            return _json(
+                [job.to_json(now, emulator._wall, job_link(request, job.job_id)) for job in jobs],
+                200,
+            )
+        raw_page = request.query_params.get("page", "1")
+        if not (raw_page.isascii() and raw_page.isdigit()) or int(raw_page) < 1:
+            raise ApiError(
+                400, "invalid_page", f"page must be a whole number from 1, got {raw_page!r}"
+            )
+        page = int(raw_page)
+        start = (page - 1) * page_size
+        shown = jobs[start : start + page_size]
+        base = f"{str(request.base_url).rstrip('/')}{_JOBS_LIST}"
         return _json(
-            [
-                job.to_json(now, self.emulator._wall, job_link(request, job.job_id))
-                for job in account.jobs.values()
-            ],
+            {
+                "data": [
+                    job.to_json(now, emulator._wall, job_link(request, job.job_id)) for job in shown
+                ],
+                "links": {
+                    "self": f"{base}?page={page}",
+                    "next": f"{base}?page={page + 1}" if start + page_size < len(jobs) else None,
+                },
+            },
             200,
         )
 

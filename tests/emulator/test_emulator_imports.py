@@ -530,3 +530,52 @@ async def test_reset_forgets_imported_events(api, emulator, clock):
     assert emulator.imported_events
     emulator.reset()
     assert emulator.imported_events == []
+
+
+# ----------------------------------------------------------------- a paged job list
+
+
+async def test_a_paged_job_list_follows_links_to_the_last_page(clock, make_client):
+    emulator = Emulator(clock=clock, jobs_page_size=2)
+    async with make_client(emulator) as client:
+        api = Api(client)
+        names = []
+        for number in range(5):
+            name = f"import-1-{number}.ndjson"
+            assert (await upload(api, ndjson([track()]), filename=name)).status_code == 200
+            names.append(name)
+            clock.advance(10)
+        seen: list[str] = []
+        url: str | None = "/v1/background_jobs"
+        pages = 0
+        while url is not None:
+            body = (await client.get(url)).json()
+            seen.extend(job["filename"] for job in body["data"])
+            assert body["links"]["self"].startswith("http://test/v1/background_jobs?page=")
+            url = body["links"]["next"]
+            pages += 1
+    assert seen == names
+    assert pages == 3
+
+
+async def test_a_page_past_the_end_is_empty_and_a_bad_page_is_a_400(clock, make_client):
+    emulator = Emulator(clock=clock, jobs_page_size=2)
+    async with make_client(emulator) as client:
+        api = Api(client)
+        empty = (await client.get("/v1/background_jobs", params={"page": 9})).json()
+        assert empty == {
+            "data": [],
+            "links": {"self": "http://test/v1/background_jobs?page=9", "next": None},
+        }
+        for bad in ("0", "x", "-1"):
+            response = await client.get("/v1/background_jobs", params={"page": bad})
+            assert api.error(response, 400)["error_code"] == "invalid_page"
+    with pytest.raises(ValueError, match="jobs_page_size"):
+        Emulator(jobs_page_size=0)
+
+
+async def test_without_a_page_size_the_list_is_a_bare_array_and_page_is_ignored(api):
+    await upload(api, ndjson([track()]))
+    listed = (await api.client.get("/v1/background_jobs", params={"page": 3})).json()
+    assert isinstance(listed, list)
+    assert len(listed) == 1
