@@ -37,6 +37,7 @@ from ._errors import (
     RateLimitError,
     ValidationError,
 )
+from ._events import Event
 from ._models import (
     Company,
     ImportProgress,
@@ -67,6 +68,7 @@ __all__ = [
     "DeliveryPolicy",
     "DeliveryStats",
     "ErrorDetail",
+    "Event",
     "Governor",
     "GovernorUnavailableError",
     "ImportAbortedError",

@@ -120,8 +120,10 @@ def read_source(
                 print(item.position, item.line, item.error or item.record)
         ```
     """
-    if kind not in ("user", "company"):
-        raise ValidationError(f"must be 'user' or 'company', got {kind!r:.60}", field="kind")
+    if kind not in ("user", "company", "event"):
+        raise ValidationError(
+            f"must be 'user', 'company' or 'event', got {kind!r:.60}", field="kind"
+        )
     if format is not None and format not in ("ndjson", "csv"):
         raise ValidationError(f"must be 'ndjson' or 'csv', got {format!r:.60}", field="format")
     if not isinstance(csv_multiline, bool):

@@ -1,0 +1,253 @@
+"""Events import: the Event model, the event schema's rules, and import_events over /v1/imports."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analytex_async import AsyncAnalytex, Event, ValidationError
+from analytex_async._bulk._multipart import upload_filename
+from analytex_async._events import event_record, timestamp
+
+from .conftest import API_KEY, BASE_URL, NO_WAIT
+
+pytestmark = pytest.mark.anyio
+
+AT = "2024-07-28T08:55:35+00:00"
+
+
+# -- the model and the rules ------------------------------------------------------------------
+
+
+def test_the_four_constructors_make_the_documented_lines() -> None:
+    at = datetime(2024, 7, 28, 10, 55, 35, tzinfo=timezone(timedelta(hours=2)))
+    assert event_record(Event.identify_user("u1", {"plan": "pro"}, at, company_id="c1")) == {
+        "event_type": "identify_user", "user_id": "u1", "company_id": "c1",
+        "source": "backend-http-import", "inserted_at": AT, "metadata": {"plan": "pro"},
+    }  # fmt: skip
+    assert event_record(Event.identify_company("c1", None, AT)) == {
+        "event_type": "identify_company", "company_id": "c1",
+        "source": "backend-http-import", "inserted_at": AT, "metadata": {},
+    }  # fmt: skip
+    assert event_record(Event.page_view("u1", "app.example.com", "/home", AT)) == {
+        "event_type": "page_view", "user_id": "u1", "hostname": "app.example.com",
+        "pathname": "/home", "source": "backend-http-import", "inserted_at": AT,
+    }  # fmt: skip
+    assert event_record(Event.track("u1", "Signed Up", AT, source="backend-segment")) == {
+        "event_type": "track", "user_id": "u1", "event_name": "Signed Up",
+        "source": "backend-segment", "inserted_at": AT,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given_at", "sent"),
+    [
+        ("2024-07-28 08:55:35.874555", "2024-07-28T08:55:35.874555+00:00"),
+        ("2024-07-28T08:55:35Z", AT),
+        ("2024-07-28T10:55:35+02:00", AT),
+        (datetime(2024, 7, 28, 8, 55, 35, tzinfo=timezone.utc), AT),
+    ],
+)
+def test_timestamps_are_sent_in_utc(given_at: Any, sent: str) -> None:
+    assert timestamp(given_at) == sent
+
+
+def test_a_naive_datetime_is_refused_as_ambiguous() -> None:
+    with pytest.raises(ValidationError, match="timezone") as info:
+        Event.track("u1", "x", datetime(2024, 7, 28, 8, 55, 35))
+    assert info.value.field == "inserted_at"
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "message"),
+    [
+        ({"event_type": "click", "user_id": "u1", "inserted_at": AT}, "event_type", "one of"),
+        ({"event_type": "track", "user_id": "u1", "inserted_at": AT}, "event_name", "needs"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e"}, "inserted_at", "needs"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": "yesterday"},
+         "inserted_at", "ISO 8601"),
+        ({"event_type": "track", "user_id": "", "event_name": "e", "inserted_at": AT},
+         "user_id", "empty"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": AT,
+          "source": "carrier-pigeon"}, "source", "one of"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": AT,
+          "metadata": {"nested": {"a": 1}}}, "metadata.nested", "primitives"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": AT,
+          "colour": "red"}, "colour", "unknown"),
+        ({"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
+          "inserted_at": AT, "source": "web-client"}, "user_agent", "web-client"),
+        ({"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
+          "inserted_at": AT, "screen_width": "wide"}, "screen_width", "pixels"),
+        ({"event_type": "identify_company", "company_id": "c1", "inserted_at": AT,
+          "user_id": "u1"}, "user_id", "unknown"),
+    ],
+)  # fmt: skip
+def test_every_broken_rule_names_its_field(
+    record: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message) as info:
+        event_record(record, position=7)
+    assert info.value.field == field
+    assert info.value.position == 7
+
+
+def test_a_web_client_event_with_a_url_needs_no_hostname() -> None:
+    record = event_record(
+        {"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
+         "url": "https://h/", "inserted_at": AT, "source": "web-client"}
+    )  # fmt: skip
+    assert record["source"] == "web-client"
+
+
+_ids = st.text(min_size=1, max_size=8).filter(lambda s: s.strip() and s.isprintable())
+_meta = st.dictionaries(st.text(max_size=5), st.one_of(st.none(), st.booleans(), st.integers(
+    min_value=-(2**63), max_value=2**63 - 1), st.text(max_size=5)), max_size=3)  # fmt: skip
+
+
+@given(
+    event_type=st.sampled_from(["identify_user", "identify_company", "page_view", "track"]),
+    user_id=st.one_of(_ids, st.just(""), st.integers()),
+    metadata=st.one_of(_meta, st.just({"x": [1]}), st.just("no")),
+    extra=st.sampled_from([{}, {"bogus": 1}, {"source": "nope"}, {"screen_width": -1}]),
+)
+def test_every_event_is_either_a_valid_line_or_a_rejection_naming_a_field(
+    event_type: str, user_id: Any, metadata: Any, extra: dict[str, Any]
+) -> None:
+    record: dict[str, Any] = {"event_type": event_type, "inserted_at": AT, **extra}
+    record["company_id" if event_type == "identify_company" else "user_id"] = user_id
+    if event_type == "track":
+        record["event_name"] = "e"
+    if event_type == "page_view":
+        record |= {"hostname": "h", "pathname": "/"}
+    if event_type != "page_view":
+        record["metadata"] = metadata
+    try:
+        line = event_record(record)
+    except ValidationError as error:
+        named = error.field
+        assert named  # noqa: PT017 -- every rejection names its field, whichever rule broke
+    else:
+        assert json.loads(json.dumps(line)) == line
+        assert line["source"] in {"backend-http-import"}
+        assert line["inserted_at"] == AT
+
+
+# -- import_events over /v1/imports -----------------------------------------------------------
+
+
+def job(job_id: str, status: str = "completed", **fields: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "status": status, "type": "import", **fields}
+
+
+async def test_import_events_uploads_ndjson_files_to_v1_imports(router: respx.MockRouter) -> None:
+    uploads: list[bytes] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        uploads.append(request.content)
+        return httpx.Response(200, json=job(f"imp-{len(uploads)}", total_rows="2"))
+
+    router.post("/v1/imports").mock(side_effect=submit)
+    router.get(url__regex=r"/v1/background_jobs/.*").mock(
+        side_effect=lambda r: httpx.Response(200, json=job(r.url.path.rsplit("/", 1)[1]))
+    )
+    events = [
+        Event.identify_user("u1", {"plan": "pro"}, AT),
+        {"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": AT},
+        {"event_type": "track", "user_id": "", "event_name": "e", "inserted_at": AT},
+    ]
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        result = await client.import_events(events)
+    assert (result.rows_sent, result.rows_rejected) == (2, 1)
+    assert result.rejected[0].position == 2
+    [body] = uploads
+    assert b'filename="' in body
+    assert b'.ndjson"' in body
+    lines = [json.loads(line) for line in body.split(b"\r\n")[4:-2][0].splitlines()]
+    assert [line["event_type"] for line in lines] == ["identify_user", "track"]
+
+
+# -- no duplicate jobs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [httpx.RemoteProtocolError("server closed the connection"), httpx.ReadTimeout("slow")],
+)
+async def test_a_lost_answer_adopts_the_job_the_server_made_instead_of_sending_again(
+    router: respx.MockRouter, lost: Exception
+) -> None:
+    made: list[dict[str, Any]] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        filename = request.content.split(b'filename="')[1].split(b'"')[0].decode()
+        made.append(job(f"job-{len(made)}", "queued", filename=filename, type="users"))
+        raise lost  # the server made the job; the answer never arrives
+
+    router.post("/v1/users/bulk_identify").mock(side_effect=submit)
+    router.get("/v1/background_jobs").mock(side_effect=lambda r: httpx.Response(200, json=made))
+    router.get(url__regex=r"/v1/background_jobs/.+").mock(
+        return_value=httpx.Response(200, json=job("job-0", type="users"))
+    )
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        result = await client.import_users([{"user_id": "u1"}, {"user_id": "u2"}])
+    assert len(made) == 1  # sent once: the job was found and adopted
+    assert [j.job_id for j in result.jobs] == ["job-0"]
+    assert result.rows_sent == 2
+
+
+async def test_a_refused_connection_is_sent_again_without_a_lookup(
+    router: respx.MockRouter,
+) -> None:
+    submit = router.post("/v1/users/bulk_identify").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(202, json=job("j1"))]
+    )
+    listing = router.get("/v1/background_jobs").mock(return_value=httpx.Response(200, json=[]))
+    router.get("/v1/background_jobs/j1").mock(return_value=httpx.Response(200, json=job("j1")))
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        await client.import_users([{"user_id": "u1"}])
+    assert submit.call_count == 2
+    assert not listing.called
+
+
+async def test_a_lost_answer_with_no_job_made_is_sent_again(router: respx.MockRouter) -> None:
+    submit = router.post("/v1/users/bulk_identify").mock(
+        side_effect=[httpx.ReadTimeout("lost"), httpx.Response(202, json=job("j1"))]
+    )
+    listing = router.get("/v1/background_jobs").mock(return_value=httpx.Response(200, json=[]))
+    router.get("/v1/background_jobs/j1").mock(return_value=httpx.Response(200, json=job("j1")))
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        result = await client.import_users([{"user_id": "u1"}])
+    assert submit.call_count == 2
+    assert listing.call_count == 1
+    assert [j.job_id for j in result.jobs] == ["j1"]
+
+
+async def test_the_job_list_is_followed_through_links_on_the_api_host_only(
+    router: respx.MockRouter,
+) -> None:
+    router.get("/v1/background_jobs", params={"page": "2"}).mock(
+        return_value=httpx.Response(200, json={"jobs": [job("b")], "links": {"next": None}})
+    )
+    router.get("/v1/background_jobs", params={"page": "3"}).mock(
+        return_value=httpx.Response(200, json={"jobs": [job("never")]})
+    )
+    router.get("/v1/background_jobs").mock(
+        return_value=httpx.Response(
+            200,
+            json={"jobs": [job("a")], "links": {"next": f"{BASE_URL}/v1/background_jobs?page=2"}},
+        )
+    )
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
+        assert [j.job_id for j in await client.list_jobs()] == ["a", "b"]
+
+
+def test_upload_names_are_unique_per_import_and_batch() -> None:
+    assert upload_filename("abc", "7") != upload_filename("abd", "7")
+    assert upload_filename("abc", "7.0") != upload_filename("abc", "7.1")
