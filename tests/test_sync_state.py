@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from analytex_async import ConfigurationError, SQLiteSyncState, SyncState
@@ -193,8 +194,8 @@ async def test_the_state_file_stays_small(path: Path) -> None:
             ]
         )
     await state.end()
-    assert not Path(f"{path}-wal").exists()  # folded back in when the run ends
-    assert path.stat().st_size / 50_000 < 60
+    assert not await anyio.Path(f"{path}-wal").exists()  # folded back in when the run ends
+    assert (await anyio.Path(path).stat()).st_size / 50_000 < 60
 
 
 async def test_methods_need_a_begun_run(path: Path) -> None:

@@ -394,7 +394,7 @@ async def test_journal_and_bad_arguments_are_refused_before_anything_is_sent(
         with pytest.raises(ValidationError, match="full"):
             await client.sync_users(users(1), state=state, full="yes")  # type: ignore[arg-type]
     assert not emulator.requests
-    assert not state.exists()
+    assert not await anyio.Path(state).exists()
 
 
 async def test_on_invalid_raise_stops_with_a_sync_result(state: Path) -> None:
