@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from ._parsers import SourceRecord
 _NULL: Any = object()
 # pandas' missing-value singletons, told by their type's name so that pandas is never imported.
 _PANDAS_NULLS = frozenset({"NAType", "NaTType"})
+_UTC = "+00:00"
 _TAKES = "metadata takes strings, numbers, booleans, timestamps, dates, times and decimals"
 
 
@@ -133,6 +134,8 @@ class RowMaker:
                 elif cls is float:
                     if not math.isnan(value):
                         metadata[column] = value
+                elif cls is datetime:
+                    metadata[column] = _timestamp(value)
                 elif value is not None:
                     converted = metadata_value(value, column)
                     if converted is not _NULL:
@@ -249,8 +252,9 @@ def _timestamp(value: datetime) -> str:
     to_pydatetime = getattr(value, "to_pydatetime", None)
     if type(value) is not datetime and callable(to_pydatetime):
         value = to_pydatetime(warn=False)
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    return aware.isoformat()
+    if value.tzinfo is None:
+        return value.isoformat() + _UTC  # what replace(tzinfo=timezone.utc) writes, faster
+    return value.isoformat()
 
 
 def _numpy_name(value: object) -> str:

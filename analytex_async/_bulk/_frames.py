@@ -212,7 +212,9 @@ class _ParquetReader:
             raise ValidationError(
                 f"{self._name}: not a readable Parquet file: {exc}", field="source"
             ) from exc
-        batches = self._file.iter_batches(batch_size=_CHUNK_ROWS)
+        # One decoding thread: turning the rows into Python objects is most of the work, and
+        # Arrow's pool of threads would add their memory to the peak for little gain.
+        batches = self._file.iter_batches(batch_size=_CHUNK_ROWS, use_threads=False)
         rows = _ArrowRows(self._file.schema_arrow.names, batches, self._name)
         self._table = _TableReader(rows, RowMaker(rows.columns, self._kind, self._name))
 

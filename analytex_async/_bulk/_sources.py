@@ -106,10 +106,10 @@ def read_source(
         ValidationError: At once, when ``source`` is not something records can be read from
             (``bytes``, a single record, a path with an unknown suffix and no ``format=``, a
             table without its id column, a table or ``.parquet`` path whose extra is not
-            installed), or ``kind`` / ``format`` / ``csv_multiline`` is not one of their values. While
-            iterating, when a file cannot be opened or read, a gzip stream is corrupt, or a CSV
-            header is unusable, or a Parquet file is not Parquet or lacks its id column; the
-            error names the file and, where it applies, the line.
+            installed), or ``kind`` / ``format`` / ``csv_multiline`` is not one of their
+            values. While iterating, when a file cannot be opened or read, a gzip stream is
+            corrupt, a CSV header is unusable, or a Parquet file is not Parquet or lacks its id
+            column; the error names the file and, where it applies, the line.
 
     Example:
         ```python
@@ -145,33 +145,7 @@ def read_source(
     if is_table(source):
         return read_table(source, kind)
     if isinstance(source, (str, os.PathLike)):
-        name = os.fsdecode(source)
-        if name.lower().endswith(_PARQUET):
-            if format is not None:
-                raise ValidationError(
-                    f"{name}: a .parquet file is read as Parquet: leave format= out",
-                    field="format",
-                )
-            return read_parquet(source, name, kind)
-        path_format, compressed = _format_of_path(name)
-        chosen = format or path_format
-        if chosen is None:
-            raise ValidationError(
-                f"{name}: cannot tell the format from the file name: use a .ndjson, .jsonl or "
-                ".csv suffix (optionally followed by .gz) or .parquet, or pass format='ndjson' "
-                "or 'csv'",
-                field="source",
-            )
-        return read_file(
-            FileSource(
-                name,
-                chosen,
-                kind,
-                path=source,
-                gzipped=compressed,
-                csv_multiline=csv_multiline,
-            )
-        )
+        return _read_path(source, kind, format, csv_multiline)
     read = getattr(source, "read", None)
     if callable(read):
         if inspect.iscoroutinefunction(read):
@@ -193,6 +167,34 @@ def read_source(
         f"must be an iterable of records, an async iterable, a path or a file object, "
         f"got {type(source).__name__}",
         field="source",
+    )
+
+
+def _read_path(
+    path: str | os.PathLike[Any],
+    kind: RecordKind,
+    format: SourceFormat | None,
+    csv_multiline: bool,
+) -> AsyncGenerator[SourceRecord, None]:
+    """The reader for a file named by its path: Parquet, or NDJSON / CSV (see ``read_source``)."""
+    name = os.fsdecode(path)
+    if name.lower().endswith(_PARQUET):
+        if format is not None:
+            raise ValidationError(
+                f"{name}: a .parquet file is read as Parquet: leave format= out", field="format"
+            )
+        return read_parquet(path, name, kind)
+    path_format, compressed = _format_of_path(name)
+    chosen = format or path_format
+    if chosen is None:
+        raise ValidationError(
+            f"{name}: cannot tell the format from the file name: use a .ndjson, .jsonl or "
+            ".csv suffix (optionally followed by .gz) or .parquet, or pass format='ndjson' "
+            "or 'csv'",
+            field="source",
+        )
+    return read_file(
+        FileSource(name, chosen, kind, path=path, gzipped=compressed, csv_multiline=csv_multiline)
     )
 
 
