@@ -252,8 +252,8 @@ async def test_a_table_without_its_id_column_is_refused_at_once_naming_its_colum
     with pytest.raises(ValidationError) as caught:
         _frames.read_table(table, "user")
     assert str(caught.value) == (
-        f"field 'source': {library} {type(table).__name__}: the table has no 'user_id' column, which "
-        "user records need (columns: 'id', 'plan')"
+        f"field 'source': {library} {type(table).__name__}: the table has no 'user_id' "
+        "column, which user records need (columns: 'id', 'plan')"
     )
 
 
