@@ -247,3 +247,11 @@ def test_parquet_files_need_the_parquet_extra(
         f"field 'source': reading {tmp_path / 'users.parquet'} needs pyarrow, which is not "
         'installed: pip install "analytex-async[parquet]"'
     )
+
+
+def test_the_row_count_comes_from_the_footer(tmp_path: Path) -> None:
+    path = write(tmp_path / "users.parquet", arrow_users())
+    assert _frames.parquet_row_count(path) == 3
+    (tmp_path / "not.parquet").write_text("nope")
+    assert _frames.parquet_row_count(tmp_path / "not.parquet") is None
+    assert _frames.parquet_row_count(tmp_path / "missing.parquet") is None

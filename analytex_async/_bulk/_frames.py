@@ -112,6 +112,24 @@ def read_parquet(
     return _read_blocks(_ParquetReader(parquet, path, name, kind))
 
 
+def parquet_row_count(path: str | os.PathLike[Any]) -> int | None:
+    """The number of rows a Parquet file holds, from its footer (no row is read).
+
+    For a progress display's total: exact, and as quick as opening the file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The row count, or ``None`` when pyarrow is not installed or the file cannot be read.
+    """
+    try:
+        parquet = importlib.import_module("pyarrow.parquet")
+        return int(parquet.read_metadata(path).num_rows)
+    except Exception:  # pyarrow's own errors too: the count is only a hint
+        return None
+
+
 class _Rows(Protocol):
     """A table's rows, in chunks of tuples; ``next_chunk`` runs in a worker thread."""
 

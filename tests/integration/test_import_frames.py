@@ -27,10 +27,11 @@ from ..conftest import trio_mock_clock
 pytestmark = pytest.mark.anyio
 
 # The pipeline reads a caller's sync iterable directly (``_records.plain_iterable``), and
-# pandas and polars frames are iterable (over their columns): until that check leaves tables
-# to ``read_source``, their imports read the column names. Strict, so that the fix shows.
+# pandas and polars frames are iterable (over their columns): until the pipeline leaves tables
+# to ``read_source`` (``_frames.is_table``), their imports read the column names. Strict, so
+# that the fix shows.
 _ITERATED = pytest.mark.xfail(
-    reason="_records.plain_iterable must return False for tables (_frames.is_table)",
+    reason="the pipeline iterates tables: it must leave them to read_source (_frames.is_table)",
     strict=True,
 )
 SOURCES = [
