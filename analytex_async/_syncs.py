@@ -15,7 +15,7 @@ import httpx
 
 from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
 from ._bulk._pipeline import ImportRun
-from ._bulk._sync import SyncResult, SyncRun
+from ._bulk._sync import UNKNOWN, SyncResult, SyncRun
 from ._bulk._sync_state import SQLiteSyncState, SyncState
 from ._constants import MAX_RECORDS
 from ._errors import APIError, ImportAbortedError, ValidationError
@@ -148,6 +148,8 @@ class SyncCalls:
             if not delete_missing or failure is not None:
                 continue
             try:
+                # The server may forget the ids from now on: never claim their records again.
+                await store.store([(record_id, UNKNOWN) for record_id in chunk])
                 await delete(chunk)
             except APIError as exc:
                 failure = exc  # count the rest, then stop

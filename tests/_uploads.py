@@ -29,12 +29,14 @@ class Uploads:
 
     Attributes:
         sent: Every record of every accepted (202) upload, in order.
+        batches: The records of each accepted upload, in order (one per job).
     """
 
     def __init__(self, emulator: Emulator) -> None:
         self.app = emulator.app
         emulator.app = self  # type: ignore[assignment]
         self.sent: list[dict[str, Any]] = []
+        self.batches: list[list[dict[str, Any]]] = []
 
     def ids(self, since: int = 0) -> list[str]:
         """The ids of the records sent after the first ``since``."""
@@ -59,4 +61,6 @@ class Uploads:
 
         await self.app(scope, receiving, sending)  # type: ignore[arg-type]
         if statuses == [202]:
-            self.sent.extend(records_in(b"".join(chunks)))
+            records = records_in(b"".join(chunks))
+            self.sent.extend(records)
+            self.batches.append(records)

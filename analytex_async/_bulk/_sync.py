@@ -31,6 +31,8 @@ from ._options import OnInvalid
 from ._sync_state import SyncState
 
 DIGEST_BYTES = 16
+UNKNOWN = b""
+"""Stored for an id whose record may be changing on the server: equal to no digest."""
 ID_KEYS: dict[RecordKind, str] = {"user": "user_id", "company": "company_id"}
 PRESENT_RUN = 2_000
 """Ids of rejected records noted before they are marked present in the state."""
@@ -162,6 +164,7 @@ class SyncRun:
         self._in_jobs: dict[str, list[tuple[str, bytes]]] = {}  # accepted, not seen completed
         self._completed: list[tuple[str, bytes]] = []  # seen completed, not stored yet
         self._rejected_ids: list[str] = []  # present, not marked yet
+        self._sending: dict[str, int] = {}  # per id: records handed on, their jobs not ended
 
     # -- the pipeline's hooks ----------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class SyncRun:
         digests = [canonical_digest(line, self.kind) for _, line in held]
         before = await self.state.present(digests)
         verdicts: list[bool] = []
+        changing: list[tuple[str, bytes]] = []
+        sending = self._sending
         for (position, _), entry, previous in zip(held, digests, before, strict=True):
             if previous is None:
                 self.rows_new += 1
@@ -188,8 +193,11 @@ class SyncRun:
                     continue
             else:
                 self.rows_changed += 1
+                changing.append((entry[0], UNKNOWN))
             self._batched[position] = entry
+            sending[entry[0]] = sending.get(entry[0], 0) + 1
             verdicts.append(False)
+        await self.state.store(changing)
         return verdicts
 
     def on_accepted(self, positions: tuple[int, ...], job: Job) -> None:
@@ -209,10 +217,15 @@ class SyncRun:
         Args:
             job: One of the import's jobs.
         """
-        if job.status is JobStatus.COMPLETED:
-            self._completed.extend(self._in_jobs.pop(job.job_id, ()))
-        elif job.status is JobStatus.FAILED:
-            self._in_jobs.pop(job.job_id, None)
+        if not job.is_terminal or job.job_id not in self._in_jobs:
+            return
+        sending = self._sending
+        for record_id, digest in self._in_jobs.pop(job.job_id):
+            left = sending.pop(record_id, 1) - 1
+            if left:
+                sending[record_id] = left  # a later record of this id is on its way
+            elif job.status is JobStatus.COMPLETED:
+                self._completed.append((record_id, digest))
 
     def on_invalid(self, user_choice: OnInvalid) -> OnInvalid:
         """The ``on_invalid`` to give the pipeline: notes each rejected record's id as present.

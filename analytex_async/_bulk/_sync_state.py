@@ -37,7 +37,8 @@ class SyncState(Protocol):
     store instead (a database several hosts reach). A sync calls ``begin`` once, then the other
     methods from one task at a time, then ``end`` (also after a failure or a cancel).
 
-    A digest is an opaque ``bytes`` value of a few bytes; store it as given.
+    A digest is an opaque ``bytes`` value of a few bytes, store it as given; an empty one means
+    the server may hold another version of the record than any digest says (it equals none).
     """
 
     async def begin(self, kind: RecordKind, host: str) -> None:
