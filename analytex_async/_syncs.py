@@ -13,9 +13,10 @@ from collections.abc import Iterable
 import anyio
 import httpx
 
+from ._bulk._digests import UNKNOWN
 from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
 from ._bulk._pipeline import ImportRun
-from ._bulk._sync import UNKNOWN, SyncResult, SyncRun
+from ._bulk._sync import SyncResult, SyncRun
 from ._bulk._sync_state import SQLiteSyncState, SyncState
 from ._constants import MAX_RECORDS
 from ._errors import APIError, ImportAbortedError, ValidationError

@@ -26,7 +26,7 @@ from trio.testing import MockClock
 
 from analytex_async import ImportProgress, SyncResult
 from analytex_async._bulk._batching import encode_record
-from analytex_async._bulk._sync import UNKNOWN, canonical_digest
+from analytex_async._bulk._digests import DIGEST_BYTES, UNKNOWN, canonical_digest
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -71,10 +71,13 @@ def digest_of(wire: dict[str, Any]) -> bytes:
 
 
 def read_state(path: Path) -> dict[str, bytes]:
+    """The canonical digest the state holds per id (``UNKNOWN`` as it is)."""
     if not path.exists():
         return {}
     with contextlib.closing(sqlite3.connect(path)) as db:  # closed: a sync locks the file
-        return dict(db.execute("SELECT id, digest FROM digests").fetchall())
+        rows = db.execute("SELECT id, digest FROM digests").fetchall()
+    # A stored value is the exact line's digest, then the canonical one: the latter decides.
+    return {user_id: value[DIGEST_BYTES:] for user_id, value in rows}
 
 
 def server_digest(emulator: Emulator, user_id: str) -> bytes | None:

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from analytex_async import ConfigurationError, SQLiteSyncState, SyncState
-from analytex_async._bulk._sync import canonical_digest, rejected_id
+from analytex_async._bulk._digests import canonical_digest, exact_digest, rejected_id
 from analytex_async._models import User
 
 pytestmark = pytest.mark.anyio
@@ -44,6 +44,24 @@ def test_an_integral_float_is_its_integer_but_other_values_differ() -> None:
 def test_companies_are_keyed_by_company_id() -> None:
     line = b'{"company_id":"c9","metadata":{"seats":3}}'
     assert canonical_digest(line, "company")[0] == "c9"
+    assert exact_digest(line, "company")[0] == "c9"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"user_id":"u1","metadata":{"a":1}}',
+        b'{"user_id":"a \\"quoted\\" id","metadata":{}}',
+        '{"user_id":"Zürich-7"}'.encode(),
+        b'{"user_id":"\\u00e9"}',
+        b'{"metadata":{"a":1},"user_id":"late"}',
+    ],
+)
+def test_the_exact_digest_reads_the_id_as_a_full_parse_does(line: bytes) -> None:
+    record_id, digest = exact_digest(line, "user")
+    assert record_id == canonical_digest(line, "user")[0]
+    assert len(digest) == 16
+    assert exact_digest(line + b" ", "user")[1] != digest  # the bytes, exactly
 
 
 @pytest.mark.parametrize(

@@ -289,9 +289,9 @@ class ImportRun:
                                 await self._announce_rejections()
                             if batch is not None:
                                 await send.send(batch)
-                            elif self._held:
+                            elif self._held_enough():
                                 await self._sift(batcher, send)
-                await self._sift(batcher, send, final=True)
+                await self._sift(batcher, send)
                 if self.journal is not None:
                     self.journal.finish()
                 last = batcher.flush()
@@ -315,7 +315,8 @@ class ImportRun:
             if batch is not None:
                 await send.send(batch)
                 pacer.reset()
-            elif self._held and await self._sift(batcher, send):
+            elif self._held_enough():
+                await self._sift(batcher, send)
                 pacer.reset()
             elif pacer.due():
                 await pacer.checkpoint()
@@ -354,20 +355,16 @@ class ImportRun:
             return None
         return batcher.add(position, checked)
 
-    async def _sift(
-        self, batcher: Batcher, send: ObjectSendStream[Batch], *, final: bool = False
-    ) -> bool:
-        """Ask the skip filter about the held records once enough are held; batch the rest.
+    def _held_enough(self) -> bool:
+        """Whether enough records are held to ask the skip filter about them."""
+        return len(self._held) >= SKIP_RUN_RECORDS or self._held_bytes >= SKIP_RUN_BYTES
 
-        Returns:
-            Whether the filter was asked.
-        """
+    async def _sift(self, batcher: Batcher, send: ObjectSendStream[Batch]) -> None:
+        """Ask the skip filter about the held records; batch those it does not skip."""
         skip = self.options.skip
         held = self._held
         if skip is None or not held:
-            return False
-        if not final and len(held) < SKIP_RUN_RECORDS and self._held_bytes < SKIP_RUN_BYTES:
-            return False
+            return
         self._held, self._held_bytes = [], 0
         verdicts = await skip(held)
         for (position, line), skipped in zip(held, verdicts, strict=True):
@@ -375,7 +372,6 @@ class ImportRun:
                 batch = batcher.add(position, line)
                 if batch is not None:
                     await send.send(batch)
-        return True
 
     # -- sender ------------------------------------------------------------------------------
 

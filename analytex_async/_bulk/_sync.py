@@ -2,41 +2,38 @@
 
 A ``SyncRun`` plugs into the import pipeline through its hooks:
 
-* ``skip``: the pipeline hands over a few thousand valid records at a time; each gets a
-  digest of its canonical form, the state says what it is compared against (an earlier record
-  of the same id in this run, else the digest stored for it) and marks it present; a record
-  whose digest matches is left out (unless ``full``), the others go on to be batched;
-* ``on_accepted``: a batch's records (ids and digests) are held under its job;
-* ``on_job``: a job seen ``completed`` hands its records' digests over to be stored (with the
-  next lookup, or at the end); a job seen ``failed`` drops them, so they are sent again next time.
+* ``skip``: the pipeline hands over a few thousand valid records at a time; the state says
+  what each is compared against (an earlier record of the same id in this run, else the value
+  stored for it: see ``_digests``) and marks it present; an unchanged record is left out
+  (unless ``full``), the others go on to be batched. Before a changed record can be sent, its
+  stored value becomes ``UNKNOWN``: from then on the server may hold either version, and the
+  state must never claim the old one;
+* ``on_accepted``: a batch's records (ids and values) are held under its job;
+* ``on_job``: a job seen ``completed`` hands its records' values over to be stored (with the
+  next lookup, or at the end); a job seen ``failed`` drops them: they are sent again next time.
 
-Nothing is stored for a record until its job is seen completed: a failed job, an abort, a
-cancel or a crash only means those rows go again.
+Nothing is stored for a record until its job is seen completed: a failed job (which may have
+applied some of its rows), an abort, a cancel or a crash only means those rows go again. An id
+sent twice in one run is stored once its last send completed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
-from collections.abc import Mapping
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any
 
 import attrs
 
-from .._models import Company, ImportResult, Job, JobStatus, Rejection, User
+from .._models import ImportResult, Job, JobStatus, Rejection
 from .._types import RecordKind
+from ._digests import DIGEST_BYTES, UNKNOWN, exact_digest, rejected_id, state_value
 from ._options import OnInvalid
 from ._sync_state import SyncState
 
-DIGEST_BYTES = 16
-UNKNOWN = b""
-"""Stored for an id whose record may be changing on the server: equal to no digest."""
-ID_KEYS: dict[RecordKind, str] = {"user": "user_id", "company": "company_id"}
+VALUE_BYTES = 2 * DIGEST_BYTES
+"""A stored value: the exact digest, then the canonical one."""
+
 PRESENT_RUN = 2_000
 """Ids of rejected records noted before they are marked present in the state."""
-LARGEST_EXACT_FLOAT = 2.0**53
 
 
 @attrs.frozen
@@ -59,89 +56,6 @@ class SyncResult(ImportResult):
     rows_unchanged: int = 0
     rows_missing: int = 0
     rows_deleted: int = 0
-
-
-def _not_json(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# json's C encoder with sorted keys, made once (json.dumps makes one per call).
-_encode_sorted = (
-    c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", True, False, False)
-    if c_make_encoder is not None
-    else None
-)
-
-
-def _canonical_text(record: Mapping[str, Any]) -> str:
-    if _encode_sorted is not None:
-        return "".join(_encode_sorted(record, 0))
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_digest(line: bytes, kind: RecordKind) -> tuple[str, bytes]:
-    r"""A wire record's id and the digest of its canonical form.
-
-    The canonical form is the record's JSON with every object's keys sorted, no spaces, and
-    characters as themselves (never ``\u`` escapes); a float with an integral value counts as
-    that integer (``1.0`` as ``1``, as a DataFrame column with a null would hold it). So the
-    same record with its keys in another order, or written with other escapes or spacing, has
-    the same digest.
-
-    Args:
-        line: The record's NDJSON line, as the pipeline encoded it.
-        kind: ``"user"`` or ``"company"``.
-
-    Returns:
-        ``(id, digest)``, the digest 16 bytes of BLAKE2b.
-
-    Examples:
-        >>> a = canonical_digest(b'{"user_id":"u1","metadata":{"a":1,"b":"x"}}', "user")
-        >>> b = canonical_digest(b'{"metadata":{"b":"x","a":1.0},"user_id":"u1"}', "user")
-        >>> a == b, a[0]
-        (True, 'u1')
-    """
-    record = json.loads(line)
-    metadata = record.get("metadata")
-    if metadata:
-        for key, value in metadata.items():
-            if (
-                type(value) is float
-                and value.is_integer()
-                and -LARGEST_EXACT_FLOAT <= value <= LARGEST_EXACT_FLOAT
-            ):
-                metadata[key] = int(value)
-    text = _canonical_text(record)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_BYTES).digest()
-    return record[ID_KEYS[kind]], digest
-
-
-def rejected_id(record: object, kind: RecordKind) -> str | None:
-    """The id a rejected record carries, when one can be read from it.
-
-    Args:
-        record: ``Rejection.record``: a mapping, a ``User`` / ``Company``, or a line of text.
-        kind: ``"user"`` or ``"company"``.
-
-    Returns:
-        The id, or ``None`` when it has no usable one.
-    """
-    key = ID_KEYS[kind]
-    if isinstance(record, (User, Company)):
-        value: object = getattr(record, key)
-    elif isinstance(record, Mapping):
-        value = record.get(key)
-    elif isinstance(record, (str, bytes)):
-        try:
-            parsed = json.loads(record)
-        except ValueError:
-            return None
-        value = parsed.get(key) if isinstance(parsed, dict) else None
-    else:
-        value = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return value if isinstance(value, str) and value.strip() else None
 
 
 class SyncRun:
@@ -171,6 +85,11 @@ class SyncRun:
     async def skip(self, held: list[tuple[int, bytes]]) -> list[bool]:
         """Which of these records are unchanged (left out); the rest are held for their jobs.
 
+        A record whose exact digest matches is unchanged at the cost of hashing its line; one
+        whose line differs is put in canonical form and compared again (its stored value is
+        refreshed when only the form changed, say the key order). A changed record's stored
+        value becomes ``UNKNOWN`` before it can be sent.
+
         Args:
             held: ``(position, line)`` of valid records, in source order.
 
@@ -178,26 +97,43 @@ class SyncRun:
             Per record, ``True`` when it is not to be sent.
         """
         await self.flush()
-        digests = [canonical_digest(line, self.kind) for _, line in held]
-        before = await self.state.present(digests)
+        kind = self.kind
+        entries = [exact_digest(line, kind) for _, line in held]
+        before = await self.state.present(entries)
         verdicts: list[bool] = []
+        writes: list[tuple[str, bytes]] = []  # refreshed values, then invalidated ones
         changing: list[tuple[str, bytes]] = []
         sending = self._sending
-        for (position, _), entry, previous in zip(held, digests, before, strict=True):
+        for (position, line), (record_id, exact), previous in zip(
+            held, entries, before, strict=True
+        ):
+            value: bytes | None = None
             if previous is None:
                 self.rows_new += 1
-            elif previous == entry[1]:
+            elif previous[:DIGEST_BYTES] == exact:
                 self.rows_unchanged += 1
                 if not self.full:
                     verdicts.append(True)
                     continue
+                if len(previous) == VALUE_BYTES:
+                    value = previous
             else:
-                self.rows_changed += 1
-                changing.append((entry[0], UNKNOWN))
-            self._batched[position] = entry
-            sending[entry[0]] = sending.get(entry[0], 0) + 1
+                value = state_value(line, kind, exact)
+                if len(previous) == VALUE_BYTES and previous[DIGEST_BYTES:] == value[DIGEST_BYTES:]:
+                    self.rows_unchanged += 1
+                    writes.append((record_id, value))
+                    if not self.full:
+                        verdicts.append(True)
+                        continue
+                else:
+                    self.rows_changed += 1
+                    changing.append((record_id, UNKNOWN))
+            if value is None:
+                value = state_value(line, kind, exact)
+            self._batched[position] = (record_id, value)
+            sending[record_id] = sending.get(record_id, 0) + 1
             verdicts.append(False)
-        await self.state.store(changing)
+        await self.state.store(writes + changing)
         return verdicts
 
     def on_accepted(self, positions: tuple[int, ...], job: Job) -> None:
