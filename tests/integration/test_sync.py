@@ -7,9 +7,11 @@ minute and the tests still finish in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from analytex_async import (
     SyncResult,
     ValidationError,
 )
+from analytex_async._bulk._batching import encode_record
+from analytex_async._bulk._digests import canonical_digest, exact_digest
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -196,6 +200,12 @@ async def test_key_order_is_not_a_change(state: Path) -> None:
         )
     assert counts(result) == (0, 0, 1, 0, 0)
     assert result.rows_sent == 0
+    # Only the form changed: the state now knows the new line, so the next run only hashes it.
+    line = encode_record({"user_id": "a", "metadata": {"y": "é", "x": 1.0}})
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        (value,) = db.execute("SELECT digest FROM digests WHERE id = 'a'").fetchone()
+    assert value[:16] == exact_digest(line, "user")[1]
+    assert value[16:] == canonical_digest(line, "user")[1]
 
 
 async def test_full_sends_every_record_and_still_counts_against_the_state(state: Path) -> None:
