@@ -66,7 +66,9 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
-BENCHMARKS = ["throughput", "memory", "stall", "end_to_end", "peers"]
+BENCHMARKS = [
+    "throughput", "memory", "stall", "end_to_end", "peers", "background", "parquet", "sync",
+]  # fmt: skip
 
 
 @nox.session

@@ -292,11 +292,13 @@ def _source(wire: Mapping[str, Any], source: object, position: int | None) -> st
             field="source",
             position=position,
         )
-    if source == "web-client" and "url" not in wire:
-        lacking = [n for n in ("hostname", "pathname", "user_agent") if n not in wire]
+    if source == "web-client":
+        # A url stands for hostname and pathname (the server derives them), not the agent.
+        needed = ("user_agent",) if "url" in wire else ("hostname", "pathname", "user_agent")
+        lacking = [n for n in needed if n not in wire]
         if lacking:
             raise ValidationError(
-                f"a web-client event needs hostname, pathname and user_agent (or a url); "
+                f"a web-client event needs user_agent, and hostname and pathname or a url; "
                 f"missing {', '.join(map(repr, lacking))}",
                 field=lacking[0],
                 position=position,

@@ -286,7 +286,9 @@ class Lifecycle:
         if tasks is not None and self._owner == anyio.get_current_task().id:
             self._tasks = None
             await tasks.__aexit__(None, None, None)
-        if self.owns_http_client:
+        # A pool of a finished loop cannot be closed from this one (its connections belong to
+        # that loop); only the pool of the loop running now is closed.
+        if self.owns_http_client and runtime.loop in (None, current_loop()):
             await runtime.http_client.aclose()
 
     async def exit(

@@ -14,6 +14,7 @@ import platform
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import anyio
@@ -63,12 +64,32 @@ def encode_json(body: object) -> bytes:
         ValidationError: The value is not JSON after all (a safety net; validation should have
             caught it with a better message).
     """
+    if _encode is not None:
+        try:
+            return "".join(_encode(body, 0)).encode("utf-8")
+        except (TypeError, ValueError):
+            pass  # json.dumps below raises the error that explains it
     try:
         return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
             "utf-8"
         )
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"body is not JSON-serialisable: {exc}") from None
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json's C encoder, made once: json.dumps makes a new one on every call, which costs more than
+# encoding a small body does (a request handler's identify is checked and encoded in the
+# handler). No cycle check (markers=None): validation copies every body into fresh dicts and
+# lists, bounded in depth, so a checked body cannot hold a cycle.
+_encode = (
+    c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def bytes_body(content: bytes, content_type: str) -> BodyFactory:

@@ -98,12 +98,18 @@ def test_every_broken_rule_names_its_field(
     assert info.value.position == 7
 
 
-def test_a_web_client_event_with_a_url_needs_no_hostname() -> None:
+def test_a_web_client_event_with_a_url_needs_no_hostname_but_a_user_agent() -> None:
     record = event_record(
-        {"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
-         "url": "https://h/", "inserted_at": AT, "source": "web-client"}
+        {"event_type": "track", "user_id": "u1", "event_name": "e", "url": "https://h/p",
+         "user_agent": "Mozilla/5.0", "inserted_at": AT, "source": "web-client"}
     )  # fmt: skip
     assert record["source"] == "web-client"
+    with pytest.raises(ValidationError) as info:
+        event_record(
+            {"event_type": "track", "user_id": "u1", "event_name": "e", "url": "https://h/p",
+             "inserted_at": AT, "source": "web-client"}
+        )  # fmt: skip
+    assert info.value.field == "user_agent"
 
 
 _ids = st.text(min_size=1, max_size=8).filter(lambda s: s.strip() and s.isprintable())

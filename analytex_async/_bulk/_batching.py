@@ -14,7 +14,6 @@ The byte limit counts the whole request body, multipart framing included, so the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import attrs
@@ -49,25 +48,7 @@ def encode_record(wire: Mapping[str, Any]) -> bytes:
         >>> encode_record({"user_id": "u1", "metadata": {"city": "Zürich"}})
         b'{"user_id":"u1","metadata":{"city":"Z\xc3\xbcrich"}}\n'
     """
-    if _encode_line is not None:
-        try:
-            return ("".join(_encode_line(wire, 0)) + "\n").encode("utf-8")
-        except (TypeError, ValueError):
-            pass  # encode_json raises the ValidationError that explains it
     return encode_json(wire) + b"\n"
-
-
-def _not_json(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# json's C encoder, made once: json.dumps makes a new one on every call, which costs more than
-# encoding a small record does. No cycle check (markers=None): a validated record is flat.
-_encode_line = (
-    c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
-    if c_make_encoder is not None
-    else None
-)
 
 
 def _lines_repr(lines: Sequence[bytes]) -> str:

@@ -48,6 +48,7 @@ from .._transport import Transport
 from .._types import RecordKind
 from ..governors._local import Governor, JobSlot
 from ._batching import Batch, Batcher
+from ._frames import is_table
 from ._jobs import job_of
 from ._journal import Journal
 from ._multipart import upload_body, upload_filename
@@ -277,7 +278,7 @@ class ImportRun:
         )
         async with send:
             try:
-                if plain_iterable(source):
+                if plain_iterable(source) and not is_table(source):
                     await self._produce_from_iterable(source, batcher, send)
                 else:
                     async with aclosing(self._records(source)) as records:

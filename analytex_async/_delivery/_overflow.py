@@ -152,7 +152,7 @@ class BulkOverflow:
     async def _watch(self) -> None:
         while True:
             with anyio.move_on_after(1.0):
-                await self.queue.changed.wait()
+                await self.queue.wait_changed()
             self.route()
             await anyio.sleep(ROUTE_INTERVAL)
 

@@ -52,7 +52,7 @@ def _on_error(instance: object, attribute: object, value: Any) -> None:
 class DeliveryPolicy:
     """How ``client.background`` delivers: its queue, shutdown, outbox and routing.
 
-    Args:
+    Attributes:
         queue_size: Records waiting at most (those in flight do not count).
         on_full: ``"drop"`` the new record (counted, a warning at most once a minute) or
             ``"raise"`` ``QueueFullError`` in the caller. A coalesced identify is never new.

@@ -128,7 +128,7 @@ class DeliveryQueue:
         self._seq = 0
         self.open = True
         self.added = anyio.Event()
-        self.changed = anyio.Event()
+        self._changed_event: anyio.Event | None = None  # made only while someone waits
         self._last_drop_warning = -float("inf")
         self._drops_unreported = 0
         self.on_settle: Callable[[Entry], None] | None = None
@@ -231,9 +231,14 @@ class DeliveryQueue:
 
     # -- the worker's side -------------------------------------------------------------------
 
-    async def wait_for_entries(self, lane: deque[Entry]) -> None:
-        """Wait until ``lane`` holds an entry."""
-        while not lane:
+    async def wait_for_more(self, lane: deque[Entry], than: int) -> None:
+        """Wait until ``lane`` holds more than ``than`` entries (or anything changed).
+
+        Args:
+            lane: ``identifies`` or ``tracks``.
+            than: Entries already spoken for.
+        """
+        while len(lane) <= than:
             if self.added.is_set():
                 self.added = anyio.Event()
             await self.added.wait()
@@ -363,8 +368,15 @@ class DeliveryQueue:
         return self.waiting + len(self.in_flight)
 
     def _changed(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self._changed_event is not None:
+            self._changed_event.set()
+            self._changed_event = None
+
+    async def wait_changed(self) -> None:
+        """Wait until an entry is admitted or settled."""
+        if self._changed_event is None:
+            self._changed_event = anyio.Event()
+        await self._changed_event.wait()
 
     def stats(self) -> DeliveryStats:
         """The counters now (the balance holds at every instant)."""

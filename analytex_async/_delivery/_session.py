@@ -151,7 +151,7 @@ class DeliverySession:
         target = self.queue.last_seq
         with anyio.move_on_after(timeout):
             while not self.queue.settled_through(target):
-                await self.queue.changed.wait()
+                await self.queue.wait_changed()
             return self.stats()
         pending = self.queue.pending
         raise TimeoutError(
@@ -175,7 +175,7 @@ class DeliverySession:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.policy.drain_timeout):
                 while self.queue.pending:
-                    await self.queue.changed.wait()
+                    await self.queue.wait_changed()
             self._scope.cancel()
             if self._tasks is not None:
                 await self._stopped.wait()

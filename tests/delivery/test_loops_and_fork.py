@@ -90,12 +90,6 @@ def test_a_module_level_client_serves_three_asyncio_runs_then_trio(
 
 
 @IGNORE_DEAD_LOOP_POOLS
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="Lifecycle.close() takes runtimes.peek(), the runtime of the finished loop, and awaits "
-    "its pool's aclose() on the new loop: RuntimeError 'Event loop is closed'",
-)
 def test_aclose_on_a_later_loop_closes_the_client_without_touching_the_finished_loop(
     emulator: EmulatorProcess,
 ) -> None:

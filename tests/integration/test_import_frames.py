@@ -26,20 +26,7 @@ from ..conftest import trio_mock_clock
 
 pytestmark = pytest.mark.anyio
 
-# The pipeline reads a caller's sync iterable directly (``_records.plain_iterable``), and
-# pandas and polars frames are iterable (over their columns): until the pipeline leaves tables
-# to ``read_source`` (``_frames.is_table``), their imports read the column names. Strict, so
-# that the fix shows.
-_ITERATED = pytest.mark.xfail(
-    reason="the pipeline iterates tables: it must leave them to read_source (_frames.is_table)",
-    strict=True,
-)
-SOURCES = [
-    pytest.param("pandas", marks=_ITERATED),
-    pytest.param("polars", marks=_ITERATED),
-    "pyarrow",
-    "parquet",
-]
+SOURCES = ["pandas", "polars", "pyarrow", "parquet"]
 
 
 @pytest.fixture
