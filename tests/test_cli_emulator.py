@@ -162,3 +162,27 @@ def test_an_unusable_emulator_key_is_a_usage_error_that_does_not_quote_it(
     assert result.stderr.count("\n") == 1
     assert why in result.stderr
     assert not run_calls
+
+
+def test_import_events_sends_historical_events_and_reports_the_rejected_one(
+    served_emulator: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_text(
+        '{"event_type": "track", "user_id": "u1", "event_name": "Signed Up",'
+        ' "inserted_at": "2024-07-28 08:55:35"}\n'
+        '{"event_type": "identify_user", "user_id": "u1", "metadata": {"plan": "pro"},'
+        ' "inserted_at": "2024-07-28T08:55:35Z"}\n'
+        '{"event_type": "track", "user_id": "", "event_name": "x",'
+        ' "inserted_at": "2024-07-28T08:55:35Z"}\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["--api-key", "k", "--base-url", served_emulator, "import", "events", str(events),
+         "--rows-per-minute", "600000", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # one event rejected
+    report = json.loads(result.stdout)
+    assert (report["rows_sent"], report["rows_rejected"]) == (2, 1)
+    assert report["rejected"][0]["position"] == 2

@@ -156,7 +156,11 @@ async def run_import(
         options["journal"] = request.journal
     if on_invalid is not None:
         options["on_invalid"] = on_invalid
-    method = client.import_users if request.kind == "user" else client.import_companies
+    method = {
+        "user": client.import_users,
+        "company": client.import_companies,
+        "event": client.import_events,
+    }[request.kind]
     return await _shown(
         display, request, lambda: method(request.source, **options), get_job=client.get_job
     )

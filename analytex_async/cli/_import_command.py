@@ -128,6 +128,13 @@ def import_companies(settings: Settings, **options: Any) -> None:
     _import(settings, "company", **options)
 
 
+@import_group.command("events")
+@_import_options
+def import_events(settings: Settings, **options: Any) -> None:
+    """Import historical events (event_type, user_id, ..., inserted_at) from FILE."""
+    _import(settings, "event", **options)
+
+
 async def _import_with_client(
     settings: Settings,
     request: ImportRequest,

@@ -45,7 +45,7 @@ class ImportRequest:
     @property
     def what(self) -> str:
         """``"users"`` or ``"companies"``."""
-        return "users" if self.kind == "user" else "companies"
+        return {"user": "users", "company": "companies", "event": "events"}[self.kind]
 
 
 @attrs.frozen
