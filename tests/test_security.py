@@ -48,6 +48,7 @@ async def test_key_never_reaches_logs_or_errors_even_when_the_server_echoes_it(
     router.post("/v1/track").respond(503, text=echo)
     router.post("/v1/companies/identify").mock(side_effect=httpx.ConnectError(echo))
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="analytex_async")  # whatever an earlier test left
     failures: list[BaseException] = []
     for call, cls in (
         (client.identify("u1"), AuthenticationError),
