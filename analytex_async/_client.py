@@ -28,7 +28,6 @@ from ._config import (
 from ._delivery._background import BackgroundDelivery
 from ._delivery._policy import DeliveryPolicy
 from ._errors import ConfigurationError, JobFailedError, ValidationError
-from ._imports import ImportCalls
 from ._lifecycle import Lifecycle
 from ._models import Company, Job, JobStatus
 from ._retry import RetryPolicy
@@ -39,7 +38,7 @@ from .governors._local import Governor
 from .governors._windows import ClientWindows
 
 
-class AsyncAnalytex(ImportCalls, SyncCalls):
+class AsyncAnalytex(SyncCalls):
     """The asynchronous Analytex client.
 
     One client holds one connection pool: create it once (at app start-up) and share it.

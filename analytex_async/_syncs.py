@@ -20,10 +20,9 @@ from ._bulk._sync import SyncResult, SyncRun
 from ._bulk._sync_state import SQLiteSyncState, SyncState
 from ._constants import MAX_RECORDS
 from ._errors import APIError, ImportAbortedError, ValidationError
+from ._imports import ImportCalls
 from ._models import ImportResult
-from ._transport import Transport
 from ._types import RecordKind, SourceFormat
-from .governors._local import Governor
 
 DELETE_CHUNK = 1_000
 """Ids per delete request at most: the API documents no limit, so small requests are safe."""
@@ -46,23 +45,10 @@ def _check_flag(value: object, name: str) -> None:
         raise ValidationError(f"must be True or False, got {value!r:.60}", field=name)
 
 
-class SyncCalls:
-    """``sync_users`` and ``sync_companies``, for ``AsyncAnalytex``."""
+class SyncCalls(ImportCalls):
+    """``sync_users`` and ``sync_companies`` (with the import calls), for ``AsyncAnalytex``."""
 
-    rows_per_minute: float
     base_url: str
-
-    @property
-    def governor(self) -> Governor:
-        """The bulk rate governor in force."""
-        raise NotImplementedError
-
-    @property
-    def _transport(self) -> Transport:
-        raise NotImplementedError
-
-    def _check_open(self) -> None:
-        raise NotImplementedError
 
     async def delete_users(self, user_ids: Iterable[str]) -> None:
         """Delete users (the client's own call)."""
