@@ -33,6 +33,7 @@ from ._errors import (
     error_class_for,
 )
 from ._retry import RetryPolicy, parse_retry_after
+from ._telemetry import ApiCall
 from ._types import BodyFactory, Content, RequestSlots
 from ._version import __version__
 
@@ -324,7 +325,19 @@ class Transport:
                 after the retries when the status is retryable.
             APIConnectionError: No response came back, after the retries.
         """
-        policy = retry if retry is not None else self.retry
+        with ApiCall(method, path, self.base_url) as call:
+            policy = retry if retry is not None else self.retry
+            return await self._attempts(call, body, window, on_retry, policy)
+
+    async def _attempts(
+        self,
+        call: ApiCall,
+        body: BodyFactory | None,
+        window: RequestSlots | None,
+        on_retry: RetryHook | None,
+        policy: RetryPolicy,
+    ) -> httpx.Response:
+        method, path = call.method, call.path
         attempt = 0
         first_started = anyio.current_time()
         while True:
@@ -353,7 +366,7 @@ class Transport:
                     type(exc).__name__,
                     attempt,
                     anyio.current_time() - started,
-                    extra=_log_fields(method, path, None, attempt, None),
+                    extra=call.attempted(attempt, None, None, exc),
                 )
                 retryable = True
             else:
@@ -366,7 +379,7 @@ class Transport:
                     attempt,
                     anyio.current_time() - started,
                     f" [request id {request_id}]" if request_id else "",
-                    extra=_log_fields(method, path, response.status_code, attempt, request_id),
+                    extra=call.attempted(attempt, response.status_code, request_id),
                 )
                 if response.is_success:
                     return response
@@ -383,17 +396,11 @@ class Transport:
                 "%s %s failed (%s); retry %d of %d in %.2f s",
                 method,
                 path,
-                error.message,
+                _without_body(error),
                 attempt,
                 policy.max_retries,
                 delay,
-                extra=_log_fields(
-                    method,
-                    path,
-                    error.status_code if isinstance(error, APIStatusError) else None,
-                    attempt,
-                    error.request_id if isinstance(error, APIStatusError) else None,
-                ),
+                extra=call.retrying(error, attempt, delay),
             )
             if on_retry is not None:
                 outcome = on_retry(error, delay)
@@ -402,17 +409,13 @@ class Transport:
             await anyio.sleep(delay)
 
 
-def _log_fields(
-    method: str, path: str, status: int | None, attempt: int, request_id: str | None
-) -> dict[str, object]:
-    """The ``extra`` of a request's log record, for structlog and JSON formatters."""
-    return {
-        "method": method,
-        "path": path,
-        "status": status,
-        "attempt": attempt,
-        "request_id": request_id,
-    }
+def _without_body(error: APIError) -> str:
+    """A failure for a log line, without what the server said (it may quote the record)."""
+    if not isinstance(error, APIStatusError):
+        return error.message  # the transport's own words and httpx's: no record in them
+    reason = error.response.reason_phrase or ""
+    request_id = f" [request id {error.request_id}]" if error.request_id else ""
+    return f"{error.status_code} {reason}".rstrip() + request_id
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -44,6 +44,7 @@ from .._models import (
     Rejection,
     WaitingFor,
 )
+from .._telemetry import BatchTrace, count, waiting
 from .._transport import Transport
 from .._types import RecordKind
 from ..governors._local import Governor, JobSlot
@@ -255,6 +256,7 @@ class ImportRun:
             raise ValidationError(reason, position=position, line=line)
         rejection = Rejection(position, record, reason, line)
         self.rows_rejected += 1
+        count("analytex.rows.rejected", self.kind)
         if len(self.rejected) < MAX_REJECTIONS_KEPT:
             self.rejected.append(rejection)
         if callable(on_invalid):
@@ -384,7 +386,9 @@ class ImportRun:
                 pending = deque([(batch, False)])
                 while pending:
                     current, paid = pending.popleft()
-                    job = await self._deliver(current, paid=paid)
+                    with BatchTrace(self.kind, self.path, current.count, current.size) as trace:
+                        job = await self._deliver(current, paid=paid)
+                        trace.finished(None if job is None else job.job_id)
                     if job is None:  # the server found it too large: split it
                         if current.count == 1:
                             self._reject_too_large(current)
@@ -435,7 +439,8 @@ class ImportRun:
         # paces them. The bulk row budget is the identify endpoints'.
         if not paid and self.kind != "event":
             await self.report("rate")
-            await self.governor.acquire(batch.count)
+            with waiting("rate"):
+                await self.governor.acquire(batch.count)
         unexplained = 0
         json_body = self.options.body == "json"
         # A JSON body carries no file name to find it by after a lost answer.

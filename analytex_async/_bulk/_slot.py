@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from .._errors import APIConnectionError, APIError, NotFoundError
 from .._models import Job, JobStatus
 from .._retry import RetryPolicy
+from .._telemetry import waiting
 from .._transport import Transport
 from ..governors._local import Governor, JobSlot
 from ._jobs import fetch_job, fetch_jobs, is_finished, wait_until_finished
@@ -107,6 +108,8 @@ class JobTracker:
         """
         job = await fetch_job(self.transport, job_id)
         if job.job_id in self.jobs:
+            if not is_finished(self.jobs[job.job_id]) and is_finished(job):
+                self._log_finished(job)
             self.jobs[job.job_id] = job
             if self._on_job is not None:
                 self._on_job(job)
@@ -122,12 +125,25 @@ class JobTracker:
             Its finished state.
         """
         expected = self.job_rows.get(job.job_id, job.total_rows or self.default_rows)
-        return await wait_until_finished(
-            self.get,
-            job,
-            rows_per_minute=self.rows_per_minute,
-            expected_rows=expected,
-            on_poll=self._on_poll,
+        with waiting("job"):
+            return await wait_until_finished(
+                self.get,
+                job,
+                rows_per_minute=self.rows_per_minute,
+                expected_rows=expected,
+                on_poll=self._on_poll,
+            )
+
+    def _log_finished(self, job: Job) -> None:
+        rows = self.job_rows[job.job_id]
+        done = rows if job.status is JobStatus.COMPLETED else (job.completed_rows or 0)
+        logger.info(
+            "job %s %s: %d of %d rows processed",
+            job.job_id,
+            job.status.value,
+            min(done, rows),
+            rows,
+            extra={"job_id": job.job_id, "rows": rows, "rows_completed": min(done, rows)},
         )
 
     def _shares_slot(self, job: Job) -> bool:

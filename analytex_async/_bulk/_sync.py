@@ -24,6 +24,7 @@ import inspect
 import attrs
 
 from .._models import ImportResult, Job, JobStatus, Rejection
+from .._telemetry import count
 from .._types import RecordKind
 from ._digests import DIGEST_BYTES, UNKNOWN, exact_digest, rejected_id, state_value
 from ._options import OnInvalid
@@ -98,6 +99,7 @@ class SyncRun:
         """
         await self.flush()
         kind = self.kind
+        unchanged_before = self.rows_unchanged
         entries = [exact_digest(line, kind) for _, line in held]
         before = await self.state.present(entries)
         verdicts: list[bool] = []
@@ -134,6 +136,7 @@ class SyncRun:
             sending[record_id] = sending.get(record_id, 0) + 1
             verdicts.append(False)
         await self.state.store(writes + changing)
+        count("analytex.rows.unchanged", kind, self.rows_unchanged - unchanged_before)
         return verdicts
 
     def on_accepted(self, positions: tuple[int, ...], job: Job) -> None:

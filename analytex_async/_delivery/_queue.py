@@ -21,6 +21,7 @@ from typing import Any, Literal
 import anyio
 
 from .._errors import QueueFullError
+from .._telemetry import count, watch_queue
 from ._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 
 logger = logging.getLogger("analytex_async")
@@ -134,6 +135,7 @@ class DeliveryQueue:
         self.on_settle: Callable[[Entry], None] | None = None
         self.queued = self.delivered = self.coalesced = self.via_bulk = 0
         self.dropped = self.failed = self.spilled = self.replayed = 0
+        watch_queue(self)
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class DeliveryQueue:
                 )
             self.queued += 1
             self.dropped += 1
+            count("analytex.background.dropped", kind)
             self._warn_dropped()
             self._changed()
             return
@@ -231,14 +234,15 @@ class DeliveryQueue:
 
     # -- the worker's side -------------------------------------------------------------------
 
-    async def wait_for_more(self, lane: deque[Entry], than: int) -> None:
-        """Wait until ``lane`` holds more than ``than`` entries (or anything changed).
+    async def wait_for_more(self, lane: deque[Entry], spoken_for: Callable[[], int]) -> None:
+        """Wait until ``lane`` holds more entries than are already spoken for.
 
         Args:
             lane: ``identifies`` or ``tracks``.
-            than: Entries already spoken for.
+            spoken_for: How many of its entries tasks are on their way to take, read afresh
+                at each wake-up (it falls as they take theirs).
         """
-        while len(lane) <= than:
+        while len(lane) <= spoken_for():
             if self.added.is_set():
                 self.added = anyio.Event()
             await self.added.wait()
@@ -329,8 +333,10 @@ class DeliveryQueue:
             self.failed += 1
         elif outcome == "spilled":
             self.spilled += 1
+            count("analytex.background.spilled", entry.kind)
         else:
             self.dropped += 1
+            count("analytex.background.dropped", entry.kind)
         self._settled_seqs.add(entry.seq)
         self._changed()
         if self.on_settle is not None:
