@@ -103,6 +103,10 @@ class DeliveryWorker:
         self._send = send
         self._window = window
         self._slots = anyio.Semaphore(concurrency)
+        # Send tasks started for a lane that have not taken their record yet: a lane starts a
+        # task only for a record no task is already on its way to take, so no task holds a
+        # window slot (which the window counts for a whole period) only to find nothing.
+        self._takers: dict[int, int] = {}
 
     async def run(self) -> None:
         """Deliver until cancelled (the client cancels it when it closes)."""
@@ -111,16 +115,25 @@ class DeliveryWorker:
             tasks.start_soon(self._lane, tasks, self.queue.tracks, "track")
 
     async def _lane(self, tasks: TaskGroup, lane: deque[Entry], kind: DeliveryKind) -> None:
+        key = id(lane)
+        self._takers[key] = 0
         while True:
-            await self.queue.wait_for_more(lane, 0)
+            await self.queue.wait_for_more(lane, lambda: self._takers[key])
             await self._slots.acquire()
+            if len(lane) <= self._takers[key]:  # overflow or a drain took it meanwhile
+                self._slots.release()
+                continue
+            self._takers[key] += 1
             tasks.start_soon(self._deliver_next, lane, kind)
 
     async def _deliver_next(self, lane: deque[Entry], kind: DeliveryKind) -> None:
+        taking = True
         try:
             window = self._window(kind)
             async with window.slot() if window is not None else contextlib.nullcontext():
                 entry = self.queue.take(lane)
+                self._takers[id(lane)] -= 1
+                taking = False
                 if entry is None:
                     return  # taken by bulk overflow, or merged, while this task waited
                 if entry.after is not None:
@@ -129,6 +142,8 @@ class DeliveryWorker:
             if error is not None:
                 await self._retry(entry, error)
         finally:
+            if taking:  # cancelled while waiting for the window
+                self._takers[id(lane)] -= 1
             self._slots.release()
 
     async def _attempt(self, entry: Entry) -> Exception | None:

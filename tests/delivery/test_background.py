@@ -105,6 +105,27 @@ async def test_a_client_that_is_not_open_says_how_to_open_it() -> None:
 # -- coalescing and order ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("anyio_backend", [trio_mock_clock()])
+async def test_a_record_handed_over_after_the_lane_went_idle_is_delivered(
+    router: respx.MockRouter,
+) -> None:
+    """Once a lane's send task has taken its record, the lane starts one for the next record.
+
+    The lane counts tasks on their way to take a record (so no task holds a window slot only
+    to find the lane empty); that count must be read afresh when the next record arrives.
+    """
+    seen = ok(router)
+    async with client() as analytex:
+        for n in range(3):
+            analytex.background.identify(f"u{n}")
+            analytex.background.identify_company(f"c{n}")
+            analytex.background.track(f"u{n}", "Signed In")
+            await analytex.background.flush(timeout=5)
+        stats = analytex.background.stats
+    assert stats == DeliveryStats(queued=9, delivered=9)
+    assert len(seen) == 9
+
+
 async def test_identifies_of_one_user_merge_while_waiting(router: respx.MockRouter) -> None:
     seen = ok(router)
     async with client() as analytex:

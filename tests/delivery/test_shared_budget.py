@@ -129,16 +129,7 @@ def test_three_workers_bursting_together_within_the_budget_draw_no_429_and_lose_
     )
 
 
-SHARED_TRICKLE = (
-    "open: the worker's lane starts a send task per free concurrency slot while its lane is "
-    "non-empty; a surplus task holds a window slot, finds the lane empty and returns, and the "
-    "window counts that slot for a period (a fix counting pending takers broke the fork test "
-    "and was taken back)"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SHARED_TRICKLE)
 def test_three_workers_trickling_within_the_budget_deliver_everything(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -186,7 +177,6 @@ def test_three_workers_bursting_past_the_budget_share_it_and_spill_the_rest(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", [trio_mock_clock()])
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SHARED_TRICKLE)
 async def test_a_trickle_of_identifies_costs_one_window_slot_each() -> None:
     """One process, in process, on a mock clock: 60 identifies, one every 0.5 s, at 60 a minute.
 
