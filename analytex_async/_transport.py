@@ -366,7 +366,7 @@ class Transport:
                     type(exc).__name__,
                     attempt,
                     anyio.current_time() - started,
-                    extra=call.attempted(attempt, None, None, exc),
+                    extra=call.attempted(attempt, None, None, error),
                 )
                 retryable = True
             else:
