@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ def every_attribute(spans: list[ReadableSpan]) -> str:
 
 
 @pytest.fixture(scope="module")
-def providers() -> Iterator[Telemetry]:
+def providers() -> Telemetry:
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -91,7 +90,7 @@ def providers() -> Iterator[Telemetry]:
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     assert trace.get_tracer_provider() is tracer_provider, "another test set the providers"
-    yield Telemetry(exporter, reader)
+    return Telemetry(exporter, reader)
 
 
 @pytest.fixture
@@ -298,7 +297,7 @@ async def test_records_left_at_shutdown_are_counted_spilled(
 
 
 def run_python(code: str) -> str:
-    done = subprocess.run(  # noqa: S603 -- our own interpreter and script
+    done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         cwd=ROOT,
         capture_output=True,
