@@ -10,12 +10,14 @@ Two tools:
   real API, plus :func:`job_response` and :func:`error_response` to script other answers.
 
 Both need the ``testing`` extra (``pip install "analytex-async[testing]"``: respx and the
-emulator's server). This module imports without it, so it can be a pytest plugin in any
-project: the emulator and respx are imported only when a helper or fixture needs them, and a
-missing one is an ``ImportError`` that names the extra.
+emulator's server). This module imports without it: the emulator and respx are imported only
+when a helper or fixture needs them, and a missing one is an ``ImportError`` that names the
+extra.
 
-As a pytest plugin (``pytest_plugins = ["analytex_async.testing"]`` in your ``conftest.py``)
-it also provides the fixtures ``analytex_emulator`` and ``analytex_client``.
+With the SDK installed, pytest also offers the fixtures ``analytex_emulator`` and
+``analytex_client`` in every test, with no ``conftest.py`` line: the plugin registers itself
+through its ``pytest11`` entry point. (``pytest_plugins = ["analytex_async.testing"]`` still
+works, for a run with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set.)
 
 Examples:
     ```python
@@ -37,7 +39,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,11 @@ def _emulator_classes() -> tuple[type[Emulator], type[ConnectionDropped]]:
             f"{_INSTALL_TESTING}"
         ) from exc
     return Emulator, ConnectionDropped
+
+
+def _new_emulator() -> Emulator:
+    """A new emulator with default settings; an ``ImportError`` naming the extra without it."""
+    return _emulator_classes()[0]()
 
 
 class EmulatorTransport(httpx.ASGITransport):
@@ -164,7 +171,7 @@ class EmulatedAnalytex:
         api_key: str = TEST_API_KEY,
         **client_options: Any,
     ) -> None:
-        self.emulator = emulator if emulator is not None else _emulator_classes()[0]()
+        self.emulator = emulator if emulator is not None else _new_emulator()
         self._api_key = api_key
         self._client_options = client_options
         self._http_client: httpx.AsyncClient | None = None
@@ -373,19 +380,9 @@ def mock_api(
         yield MockAPI(router)
 
 
-try:  # The pytest fixtures, when pytest is there (this module is also a pytest plugin).
-    import pytest
+try:  # The fixtures, for `pytest_plugins = ["analytex_async.testing"]` (the plugin is their home).
+    import pytest  # noqa: F401 - only to know whether the fixtures can be offered
 except ImportError:  # pragma: no cover - pytest is not a runtime dependency
     pass
 else:
-
-    @pytest.fixture
-    def analytex_emulator() -> Emulator:
-        """A fresh in-process emulator with default settings."""
-        return _emulator_classes()[0]()
-
-    @pytest.fixture
-    async def analytex_client(analytex_emulator: Emulator) -> AsyncIterator[AsyncAnalytex]:
-        """An ``AsyncAnalytex`` wired to ``analytex_emulator`` (needs an anyio test)."""
-        async with EmulatedAnalytex(analytex_emulator) as analytex:
-            yield analytex.client
+    from ._pytest_plugin import analytex_client, analytex_emulator  # noqa: F401
