@@ -576,8 +576,11 @@ def test_a_failed_job_exits_1_and_an_unknown_one_2(
 def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "identify", "import", "jobs", "job", "emulator"):
+    for command in ("demo", "identify", "import", "sync", "jobs", "job", "emulator"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+    imports = CliRunner().invoke(cli, ["import", "--help"])
+    for command in ("users", "companies", "events"):
+        assert re.search(rf"^\s+{command}\s", imports.stdout, re.MULTILINE), command
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------

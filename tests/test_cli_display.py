@@ -140,3 +140,14 @@ def test_counting_records_ahead_reads_ndjson_csv_and_gzip(tmp_path: Path) -> Non
     assert count_records(tmp_path / "missing.ndjson", None, stop) is None
     stop.set()
     assert count_records(ndjson, None, stop) is None
+
+
+def test_a_parquet_file_is_counted_from_its_footer(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "users.parquet"
+    # Text cells full of newlines: counting lines of the file's bytes would be far off.
+    pq.write_table(pa.table({"user_id": [f"u{i}\n\n" for i in range(1_234)]}), path)
+    assert count_records(path, None, threading.Event()) == 1_234
+    path.write_bytes(b"not parquet\n\n")
+    assert count_records(path, None, threading.Event()) is None

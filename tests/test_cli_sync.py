@@ -6,6 +6,7 @@ state file run as real subprocesses.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -13,12 +14,17 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
+import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from analytex_async import SQLiteSyncState
 from analytex_async.cli._commands import cli
+from analytex_async.cli._report import ImportReport
+from analytex_async.cli._summary import print_summary
 
 from ._net import wait_until
 from .test_cli import (  # the module's served emulator and runner
@@ -88,6 +94,34 @@ def test_delete_missing_full_and_the_json_summary(
         "deleted": 5, "rejected": 0,
     }  # fmt: skip
     assert sorted(served.account(key).users) == sorted(f"u{i}" for i in range(15))
+
+
+def test_the_summary_of_a_sync_is_titled_synced(run: Callable[..., Result], tmp_path: Path) -> None:
+    source = write_ndjson(tmp_path / "a.ndjson", users(3))
+    result = run("sync", "users", str(source), "--state", str(tmp_path / "s.sqlite"), *QUICK)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Synced users from {source}")
+    assert "Imported" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stopped", "title"),
+    [
+        ({"error": "the API is down"}, "Stopped: sync of users from a.ndjson"),
+        ({"error": "interrupted", "interrupted": True}, "Interrupted: sync of users from a.ndjson"),
+        ({}, "Synced users from a.ndjson"),
+    ],
+)
+def test_a_sync_summary_names_the_sync_however_it_ended(
+    stopped: dict[str, Any], title: str
+) -> None:
+    out = io.StringIO()
+    report = ImportReport(
+        what="users", source="a.ndjson", rows_read=1, rows_sent=1, rows_rejected=0,
+        rejected=[], jobs=[], batches=1, elapsed=0.5, action="sync", **stopped,
+    )  # fmt: skip
+    print_summary(Console(file=out, width=120), report, rejects=None, redact=str)
+    assert out.getvalue().startswith(title)
 
 
 def test_rejected_records_exit_1_and_count_as_present(

@@ -1,10 +1,10 @@
 """Running an import (or a dry run) for the command line, with the progress display showing.
 
-The import itself is the library's: ``AsyncAnalytex.import_users`` / ``import_companies`` with
-the display's ``update`` as ``on_progress`` and, with ``--rejects``, the rejects file as
-``on_invalid``. ``--dry-run`` runs the pipeline's own first steps (read the source, validate each
-record, encode it, check it fits a batch) and stops before anything is sent. Either ends in an
-:class:`~._report.ImportReport` or the library's ``ImportResult``.
+The import itself is the library's: ``AsyncAnalytex.import_users`` (``_companies``,
+``_events``) with the display's ``update`` as ``on_progress`` and, with ``--rejects``, the
+rejects file as ``on_invalid``. ``--dry-run`` runs the pipeline's own first steps (read the
+source, validate each record, encode it, check it fits a batch) and stops before anything is
+sent. Either ends in an :class:`~._report.ImportReport` or the library's ``ImportResult``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from .._bulk._batching import Batcher
 from .._bulk._files import open_decompressed
+from .._bulk._frames import parquet_row_count
 from .._bulk._records import check_record
 from .._bulk._sources import read_source
 from .._client import AsyncAnalytex
@@ -40,7 +41,7 @@ DRY_RUN_REPORT_EVERY = 500
 """Records between two progress reports of a dry run."""
 
 
-async def _shown(
+async def showing_progress(
     display: ImportDisplay,
     request: ImportRequest,
     work: Callable[[], Awaitable[T]],
@@ -89,18 +90,21 @@ async def _count_for(display: ImportDisplay, request: ImportRequest, stop: threa
 def count_records(path: Path, format: SourceFormat | None, stop: threading.Event) -> int | None:
     """Count the records of a file quickly, for the progress display's total and ETA.
 
-    Counts non-blank lines (less the header for CSV), reading the file a MiB at a time and
-    giving up as soon as ``stop`` is set. Exact for NDJSON; an estimate for CSV files whose
-    quoted cells span lines. The import itself never relies on it.
+    A Parquet file's count is read from its footer. Otherwise, counts non-blank lines (less
+    the header for CSV), reading the file a MiB at a time and giving up as soon as ``stop`` is
+    set. Exact for NDJSON and Parquet; an estimate for CSV files whose quoted cells span lines.
+    The import itself never relies on it.
 
     Args:
-        path: The file (gzip-compressed or not).
+        path: The file (gzip-compressed or not), or a ``.parquet`` file.
         format: ``"ndjson"`` or ``"csv"``; ``None`` to tell from the name.
         stop: Set when the count is no longer wanted.
 
     Returns:
         The number of records, or ``None`` when stopped or the file cannot be read.
     """
+    if path.name.lower().endswith(".parquet"):
+        return parquet_row_count(path)
     name = path.name.lower().removesuffix(".gz")
     is_csv = format == "csv" or (format is None and name.endswith(".csv"))
     records = 0
@@ -120,6 +124,30 @@ def count_records(path: Path, format: SourceFormat | None, stop: threading.Event
         return None
     records += 1 if tail.strip() else 0
     return max(records - 1, 0) if is_csv else records
+
+
+def library_options(
+    request: ImportRequest, display: ImportDisplay, on_invalid: RejectionSink | None
+) -> dict[str, Any]:
+    """The keyword arguments of the library's import (and sync) call for ``request``.
+
+    Args:
+        request: What to import and how.
+        display: Where progress shows (``on_progress``).
+        on_invalid: Receives every rejection, if anything should.
+    """
+    options: dict[str, Any] = {
+        "batch_size": request.batch_size,
+        "wait": request.wait,
+        "on_progress": display.update,
+        "format": request.format,
+        "csv_multiline": request.csv_multiline,
+    }
+    if request.journal is not None:
+        options["journal"] = request.journal
+    if on_invalid is not None:
+        options["on_invalid"] = on_invalid
+    return options
 
 
 async def run_import(
@@ -145,23 +173,13 @@ async def run_import(
         ValidationError: The source cannot be read.
         ImportAbortedError: A batch failed for good.
     """
-    options: dict[str, Any] = {
-        "batch_size": request.batch_size,
-        "wait": request.wait,
-        "on_progress": display.update,
-        "format": request.format,
-        "csv_multiline": request.csv_multiline,
-    }
-    if request.journal is not None:
-        options["journal"] = request.journal
-    if on_invalid is not None:
-        options["on_invalid"] = on_invalid
+    options = library_options(request, display, on_invalid)
     method = {
         "user": client.import_users,
         "company": client.import_companies,
         "event": client.import_events,
     }[request.kind]
-    return await _shown(
+    return await showing_progress(
         display, request, lambda: method(request.source, **options), get_job=client.get_job
     )
 
@@ -188,7 +206,9 @@ async def validate_only(
         ValidationError: The source cannot be read.
     """
     started = anyio.current_time()
-    return await _shown(display, request, lambda: _check_all(request, display, started, on_invalid))
+    return await showing_progress(
+        display, request, lambda: _check_all(request, display, started, on_invalid)
+    )
 
 
 async def _check_all(

@@ -7,7 +7,7 @@ The report is what the summary prints, for people or as JSON; it is built from t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import attrs
 
@@ -15,13 +15,16 @@ from .._constants import MAX_RECORDS
 from .._models import ImportProgress, ImportResult, Job, JobStatus, Rejection
 from .._types import RecordKind, SourceFormat
 
+Action = Literal["import", "sync"]
+"""The command a run belongs to: it names the run in the summary's title."""
+
 
 @attrs.frozen
 class ImportRequest:
-    """What to import, and how: the options of ``import users`` / ``import companies``.
+    """What to import, and how: the options of ``import`` (and ``sync``) commands.
 
     Attributes:
-        kind: ``"user"`` or ``"company"``.
+        kind: ``"user"``, ``"company"`` or ``"event"``.
         source: A path, or an open binary stream (stdin).
         label: How to name the source in messages (the path, or ``stdin``).
         batch_size: Records per batch at most.
@@ -30,6 +33,7 @@ class ImportRequest:
         csv_multiline: Read CSV quoted cells that span lines.
         journal: The journal file, for a resumable import.
         total: The number of records, when known ahead (else counted from a file).
+        action: ``"import"``, or ``"sync"`` for a sync.
     """
 
     kind: RecordKind
@@ -41,10 +45,11 @@ class ImportRequest:
     csv_multiline: bool = False
     journal: Path | None = None
     total: int | None = None
+    action: Action = "import"
 
     @property
     def what(self) -> str:
-        """``"users"`` or ``"companies"``."""
+        """``"users"``, ``"companies"`` or ``"events"``."""
         return {"user": "users", "company": "companies", "event": "events"}[self.kind]
 
 
@@ -53,7 +58,7 @@ class ImportReport:
     """What one run of an import (or a dry run) did, for the summary.
 
     Attributes:
-        what: ``"users"`` or ``"companies"``.
+        what: ``"users"``, ``"companies"`` or ``"events"``.
         source: The source's label.
         rows_read: Records read.
         rows_sent: Records the server accepted.
@@ -68,6 +73,7 @@ class ImportReport:
         dry_run: Nothing was sent.
         interrupted: The run was stopped by Ctrl-C.
         error: Why the run stopped early, if it did.
+        action: ``"import"``, or ``"sync"`` for a sync.
     """
 
     what: str
@@ -84,6 +90,7 @@ class ImportReport:
     dry_run: bool = False
     interrupted: bool = False
     error: str | None = None
+    action: Action = "import"
 
     @classmethod
     def of_result(
@@ -109,6 +116,7 @@ class ImportReport:
             rows_completed=sum(completed_rows(job) for job in result.jobs),
             rows_skipped=result.rows_skipped,
             error=error,
+            action=request.action,
         )
 
     @classmethod
@@ -137,6 +145,7 @@ class ImportReport:
             rows_skipped=progress.rows_skipped,
             interrupted=True,
             error=error,
+            action=request.action,
         )
 
     @property

@@ -73,16 +73,20 @@ def jobs_table(jobs: list[Job], redact: Callable[[str], str], *, submitted: bool
     return table
 
 
+_DONE = {"import": "Imported", "sync": "Synced"}
+
+
 def _title(report: ImportReport) -> str:
     source = escape(report.source)
+    run = f"{report.action} of {report.what} from {source}"
     if report.dry_run:
         title = f"Dry run of {report.what} from {source}: nothing was sent"
     elif report.interrupted:
-        title = f"Interrupted: import of {report.what} from {source}"
+        title = f"Interrupted: {run}"
     elif report.error is not None:
-        title = f"Stopped: import of {report.what} from {source}"
+        title = f"Stopped: {run}"
     else:
-        title = f"Imported {report.what} from {source}"
+        title = f"{_DONE[report.action]} {report.what} from {source}"
     return f"[bold]{title}[/] ({seconds(report.elapsed)})"
 
 
@@ -116,7 +120,7 @@ def print_summary(
     redact: Callable[[str], str],
     shown: int = SHOWN,
 ) -> None:
-    """Print the summary of an import (or a dry run) for people.
+    """Print the summary of an import, a sync or a dry run, for people.
 
     Args:
         console: Where to print (stdout).
