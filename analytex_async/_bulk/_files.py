@@ -16,7 +16,7 @@ import gzip
 import io
 import os
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import anyio.to_thread
 
@@ -84,25 +84,57 @@ def open_decompressed(path: str | os.PathLike[str]) -> Iterator[io.BufferedIOBas
             yield unpacked
 
 
-async def read_file(file: FileSource) -> AsyncGenerator[SourceRecord, None]:
-    """The records of a file, read in blocks in a worker thread, yielded on the loop.
-
-    The file is opened on the first iteration and closed when the generator ends, is closed or
-    is cancelled.
+def cannot_open(error: OSError, name: str) -> ValidationError:
+    """The error for a file that cannot be opened: missing, a directory, no permission...
 
     Args:
-        file: What to read and how (see ``FileSource``).
+        error: What opening it raised.
+        name: The file, as the user named it.
+
+    Returns:
+        A ``ValidationError`` on the ``source`` field that names the file.
+    """
+    if isinstance(error, FileNotFoundError):
+        return ValidationError(f"{name}: no such file", field="source")
+    return ValidationError(f"{name}: cannot open: {error.strerror or error}", field="source")
+
+
+class BlockReader(Protocol):
+    """The blocking side of a source read in blocks; each method runs in a worker thread.
+
+    ``close`` runs on the loop instead, and must not block (a file opened for reading closes
+    at once).
+    """
+
+    def open(self) -> None:
+        """Open what is read (a file, a table's first chunk)."""
+
+    def next_block(self) -> list[SourceRecord] | None:
+        """The next records, or ``None`` after the last."""
+
+    def close(self) -> None:
+        """Release what ``open`` took."""
+
+
+async def read_blocks(reader: BlockReader) -> AsyncGenerator[SourceRecord, None]:
+    """The records of a source, read a block at a time in a worker thread, yielded on the loop.
+
+    The source is opened on the first iteration and closed when the generator ends, is closed
+    or is cancelled. Files and tables (``_frames``) are both read this way.
+
+    Args:
+        reader: The blocking side (a ``FileSource``, a table reader).
 
     Yields:
-        The file's records, in order.
+        The records, in order.
     """
     # Each hop to the thread gives the loop a turn; within a block, the pacer does, so that a
     # consumer doing real work per record (the pipeline checks each) never stalls the loop.
     pacer = Pacer()
     try:
-        await anyio.to_thread.run_sync(file.open)
+        await anyio.to_thread.run_sync(reader.open)
         while True:
-            block = await anyio.to_thread.run_sync(file.next_block)
+            block = await anyio.to_thread.run_sync(reader.next_block)
             if block is None:
                 return
             pacer.reset()  # the hop was a checkpoint
@@ -110,9 +142,22 @@ async def read_file(file: FileSource) -> AsyncGenerator[SourceRecord, None]:
                 yield record
                 await pacer.tick()
     finally:
-        # Synchronous on purpose: closing a file opened for reading does not wait on the disk,
-        # and an await here could be cancelled before the file is closed.
-        file.close()
+        # Synchronous on purpose: an await here could be cancelled before the source is
+        # closed. A cancelled hop still runs to its end in its thread, so this never races it.
+        reader.close()
+
+
+def read_file(file: FileSource) -> AsyncGenerator[SourceRecord, None]:
+    """The records of a file, read in blocks in a worker thread (see ``read_blocks``).
+
+    Args:
+        file: What to read and how (see ``FileSource``).
+
+    Returns:
+        An async generator of the file's records, in order; the file is opened on the first
+        iteration and closed when the generator ends, is closed or is cancelled.
+    """
+    return read_blocks(file)
 
 
 class _Rewound(io.RawIOBase):
@@ -194,12 +239,8 @@ class FileSource:
         if self._path is not None:
             try:
                 stream = open(self._path, "rb")  # noqa: SIM115  # closed by close()
-            except FileNotFoundError as exc:
-                raise ValidationError(f"{self._name}: no such file", field="source") from exc
             except OSError as exc:
-                raise ValidationError(
-                    f"{self._name}: cannot open: {exc.strerror or exc}", field="source"
-                ) from exc
+                raise cannot_open(exc, self._name) from exc
             self._closers.append(stream.close)
         try:
             # read(0) tells a text stream from a binary one without consuming anything.

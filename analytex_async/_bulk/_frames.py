@@ -21,12 +21,10 @@ import os
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any, Protocol
 
-import anyio.to_thread
-
 from .._errors import ValidationError
 from .._types import RecordKind
 from ._cells import RowMaker, Unreadable
-from ._pacing import Pacer
+from ._files import cannot_open, read_blocks
 from ._parsers import SourceRecord
 
 DATAFRAME_EXTRA = 'pip install "analytex-async[dataframe]"'
@@ -87,7 +85,7 @@ def read_table(source: object, kind: RecordKind) -> AsyncGenerator[SourceRecord,
         rows: _Rows = _arrow_rows(source, name)
     else:
         rows = _frame_rows(source, name)
-    return _read_blocks(_TableReader(rows, RowMaker(rows.columns, kind, name)))
+    return read_blocks(_TableReader(rows, RowMaker(rows.columns, kind, name)))
 
 
 def read_parquet(
@@ -109,7 +107,7 @@ def read_parquet(
             cannot be opened, is not Parquet, cannot be read, or has no id column.
     """
     parquet = _require("pyarrow.parquet", f"reading {name}", PARQUET_EXTRA)
-    return _read_blocks(_ParquetReader(parquet, path, name, kind))
+    return read_blocks(_ParquetReader(parquet, path, name, kind))
 
 
 def parquet_row_count(path: str | os.PathLike[Any]) -> int | None:
@@ -136,33 +134,6 @@ class _Rows(Protocol):
     columns: list[Any]
 
     def next_chunk(self) -> list[tuple[Any, ...]] | None: ...
-
-
-class _Reader(Protocol):
-    def open(self) -> None: ...
-
-    def next_block(self) -> list[SourceRecord] | None: ...
-
-    def close(self) -> None: ...
-
-
-async def _read_blocks(reader: _Reader) -> AsyncGenerator[SourceRecord, None]:
-    # As _files.read_file does: the blocking side runs in a worker thread, a block per hop, and
-    # the pacer gives the loop a turn within a block while the consumer works on each record.
-    pacer = Pacer()
-    try:
-        await anyio.to_thread.run_sync(reader.open)
-        while True:
-            block = await anyio.to_thread.run_sync(reader.next_block)
-            if block is None:
-                return
-            pacer.reset()  # the hop was a checkpoint
-            for record in block:
-                yield record
-                await pacer.tick()
-    finally:
-        # A cancelled hop still runs to its end in its thread, so this never races with it.
-        reader.close()
 
 
 class _TableReader:
@@ -220,12 +191,8 @@ class _ParquetReader:
             self._file = self._parquet.ParquetFile(
                 self._path, buffer_size=_PARQUET_BUFFER_BYTES, pre_buffer=False
             )
-        except FileNotFoundError as exc:
-            raise ValidationError(f"{self._name}: no such file", field="source") from exc
         except OSError as exc:
-            raise ValidationError(
-                f"{self._name}: cannot open: {exc.strerror or exc}", field="source"
-            ) from exc
+            raise cannot_open(exc, self._name) from exc
         except Exception as exc:  # pyarrow's ArrowInvalid and kin: not a Parquet file
             raise ValidationError(
                 f"{self._name}: not a readable Parquet file: {exc}", field="source"
