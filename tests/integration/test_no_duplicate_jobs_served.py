@@ -1,0 +1,152 @@
+"""No duplicate jobs after a lost answer, end to end over a real loopback socket (sdk.md).
+
+The emulator is served by uvicorn on 127.0.0.1, in a thread of its own (an asyncio loop behind a
+blocking portal), so that the client under test runs on asyncio and on trio alike. Its faults
+are added on the in-process ``Emulator`` before each import: the server handles the upload (the
+job is made, the records will be stored), then loses the answer, by dropping the connection or
+by answering later than the client's read timeout. The client must look its upload up by file
+name in ``GET /v1/background_jobs`` and adopt that job instead of sending the file again.
+
+Every test uses an API key of its own, so its account (jobs, users, events) is its own on the one
+emulator the module serves. The unit tests of adoption (respx) are in ``tests/test_events.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import anyio.from_thread
+import attrs
+import httpx
+import pytest
+
+from analytex_async import AsyncAnalytex, Event, ImportResult, RetryPolicy
+from analytex_async.emulator import Emulator, serve
+
+pytestmark = pytest.mark.anyio
+
+ROWS = 25
+FAST = RetryPolicy(max_retries=3, initial_delay=0.0, max_delay=0.0, random=lambda: 0.0)
+TIMEOUT = 0.5
+"""The client's timeout in the read-timeout tests; every other request answers in milliseconds."""
+LATE = 1.2
+"""How long the emulator holds the handled upload's answer: well past ``TIMEOUT``."""
+UPLOADS = {"users": "/v1/users/bulk_identify", "events": "/v1/imports"}
+_keys = itertools.count()
+
+
+@attrs.frozen
+class Served:
+    """The emulator, its URL, and its loop (to read the emulator's state where it lives)."""
+
+    emulator: Emulator
+    url: str
+    portal: anyio.from_thread.BlockingPortal
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    emulator = Emulator(rows_per_minute=6_000_000)  # a job completes as soon as it is read
+    with (
+        anyio.from_thread.start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(serve(emulator)) as url,
+    ):
+        yield Served(emulator, url, portal)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The client runs on both backends; the served emulator keeps its own asyncio loop."""
+    return str(request.param)
+
+
+@pytest.fixture
+def key(served: Served) -> Iterator[str]:
+    """An API key of the test's own: an account of its own on the module's emulator."""
+    yield f"served-key-{next(_keys)}"
+    served.emulator.faults.clear()  # a fault a failed test left must not take the next upload
+
+
+def records(kind: str, key: str) -> list[Any]:
+    """``ROWS`` users, or ``ROWS`` events of every type, with ids unique to the test's key."""
+    if kind == "users":
+        return [{"user_id": f"{key}-u{i}", "metadata": {"n": i}} for i in range(ROWS)]
+    at = "2024-07-28T08:55:35+00:00"
+    makers = [
+        lambda i: Event.identify_user(f"{key}-u{i}", {"n": i}, at),
+        lambda i: Event.identify_company(f"{key}-c{i}", {"n": i}, at),
+        lambda i: Event.page_view(f"{key}-u{i}", "example.com", f"/p/{i}", at),
+        lambda i: Event.track(f"{key}-u{i}", "Signed Up", at, metadata={"n": i}),
+    ]
+    return [makers[i % len(makers)](i) for i in range(ROWS)]
+
+
+async def send(served: Served, key: str, kind: str, **options: Any) -> ImportResult:
+    async with AsyncAnalytex(
+        api_key=key, base_url=served.url, retry_policy=FAST, **options
+    ) as client:
+        source = records(kind, key)
+        if kind == "users":
+            return await client.import_users(source)
+        return await client.import_events(source)
+
+
+async def check_one_job_and_every_record_once(
+    served: Served, key: str, kind: str, result: ImportResult, *, held: bool = False
+) -> None:
+    async with AsyncAnalytex(api_key=key, base_url=served.url) as client:
+        listed = await client.list_jobs()
+    assert len(listed) == 1, [job.raw for job in listed]
+    [job] = listed
+    assert [j.job_id for j in result.jobs] == [job.job_id]  # the one made was adopted
+    assert (job.status.value, job.total_rows) == ("completed", ROWS)
+    assert result.rows_sent == ROWS
+
+    # The log holds a request once it is answered: a held answer is not in it yet, and every
+    # upload the emulator handles makes a job, so the one job listed is the proof there.
+    uploads = served.portal.call(_uploads_of, served.emulator, key, UPLOADS[kind])
+    assert len(uploads) <= 1 if held else len(uploads) == 1  # never sent again
+    assert all(upload.fault is not None for upload in uploads)
+
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+        if kind == "users":
+            for i in range(ROWS):
+                user = (await http.get(f"/_emulator/users/{key}-u{i}")).json()
+                assert user["metadata"] == {"n": i}
+            return
+        shown = (await http.get("/_emulator/events")).json()
+    mine = [e for e in shown if (e.get("user_id") or e["company_id"]).startswith(f"{key}-")]
+    assert len(mine) == ROWS  # every event stored once (each test's ids are its own)
+    assert {e["job_id"] for e in mine} == {job.job_id}
+
+
+def _uploads_of(emulator: Emulator, key: str, path: str) -> list[Any]:
+    # Runs on the emulator's loop: reading an account settles its jobs on the emulator's clock.
+    label = emulator.account(key).label
+    return [r for r in emulator.requests if r.path == path and r.account == label]
+
+
+@pytest.mark.parametrize("kind", ["users", "events"])
+async def test_an_answer_dropped_after_the_upload_was_handled_adopts_the_job(
+    served: Served, key: str, kind: str
+) -> None:
+    fault = served.emulator.faults.add(
+        UPLOADS[kind], method="POST", drop_connection=True, after_handling=True
+    )
+    result = await send(served, key, kind)
+    assert fault.hits == 1
+    await check_one_job_and_every_record_once(served, key, kind, result)
+
+
+@pytest.mark.parametrize("kind", ["users", "events"])
+async def test_an_answer_later_than_the_read_timeout_adopts_the_job(
+    served: Served, key: str, kind: str
+) -> None:
+    fault = served.emulator.faults.add(
+        UPLOADS[kind], method="POST", delay=LATE, after_handling=True
+    )
+    result = await send(served, key, kind, timeout=TIMEOUT)
+    assert fault.hits == 1
+    await check_one_job_and_every_record_once(served, key, kind, result, held=True)
