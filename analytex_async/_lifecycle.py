@@ -27,7 +27,7 @@ from ._models import ImportResult, Job
 from ._retry import RetryPolicy
 from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
 from ._transport import Transport
-from ._types import RecordKind, RequestSlots
+from ._types import RecordKind, RequestSlots, SharedReach
 from .governors._local import Governor, KeyScoped, RowGovernor
 from .governors._windows import ClientWindows, RequestWindow
 
@@ -170,12 +170,14 @@ class Lifecycle:
             "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
         )
 
-    def _identify_reach(self) -> int:
+    async def _identify_reach(self) -> int:
         window = self.runtimes.get().windows.identify
         max_delay = self.delivery.max_delay
         if isinstance(window, RequestWindow):
             return window.reachable_within(max_delay)
-        # A shared window cannot say what it holds: assume it is empty (its rate then bounds).
+        if isinstance(window, SharedReach):  # the Redis window: what every worker holds
+            return await window.reachable_within(max_delay)
+        # No limit, or a shared window that cannot say what it holds: assume it is empty.
         rate = self.requests_per_minute or 0
         return rate + int(rate * max_delay / 60)
 

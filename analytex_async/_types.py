@@ -26,3 +26,12 @@ class RequestSlots(Protocol):
     def slot(self) -> AbstractAsyncContextManager[None]:
         """Hold one request slot for the duration of the block."""
         ...
+
+
+@runtime_checkable
+class SharedReach(Protocol):
+    """A shared request window that can estimate, from what every worker holds, its reach."""
+
+    async def reachable_within(self, seconds: float) -> int:
+        """How many more requests could start within ``seconds`` from now."""
+        ...

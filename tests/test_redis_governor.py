@@ -324,6 +324,41 @@ async def test_holders_that_went_away_are_forgotten(window: Window) -> None:
 # -- the governor on the server's clock ---------------------------------------------------------
 
 
+async def test_the_window_estimates_its_reach_from_every_workers_requests(
+    redis_server: RedisServer, name: str
+) -> None:
+    """Background delivery routes identifies to bulk by this estimate (``max_delay``): it must
+    see the requests of the other workers, not only its own process's."""
+    other = RedisGovernor(redis_server.url, name=name, api_key=KEY)
+    mine = RedisGovernor(redis_server.url, name=name, api_key=KEY)
+    theirs = other.request_window("identify", 3, 10.0)
+    ours = mine.request_window("identify", 3, 10.0)
+    answer, both_hold, holding = anyio.Event(), anyio.Event(), []
+    try:
+        assert await ours.reachable_within(5) == 3  # empty: every slot starts now
+        async with anyio.create_task_group() as tg:
+
+            async def hold() -> None:
+                async with theirs.slot():
+                    holding.append(1)
+                    if len(holding) == 2:
+                        both_hold.set()
+                    await answer.wait()
+
+            for _ in range(2):
+                tg.start_soon(hold)
+            await both_hold.wait()
+            # Two of the three slots are in flight in the other worker: they free a period
+            # after their answers at the earliest.
+            assert await ours.reachable_within(5) == 1
+            assert await ours.reachable_within(10.5) == 4  # the free one twice, those once
+            answer.set()
+        assert await ours.reachable_within(5) == 1  # answered: they count a period longer
+    finally:
+        await other.aclose()
+        await mine.aclose()
+
+
 @pytest.mark.slow
 async def test_workers_with_their_own_connections_share_one_budget(
     redis_server: RedisServer, name: str

@@ -92,7 +92,7 @@ class BulkOverflow:
         worker: DeliveryWorker,
         run_bulk: BulkRun,
         wait_job: Callable[[Job], Awaitable[Job]],
-        reach: Callable[[], int],
+        reach: Callable[[], Awaitable[int]],
     ) -> None:
         self.queue = queue
         self.worker = worker
@@ -105,16 +105,20 @@ class BulkOverflow:
         }
         self._wake = anyio.Event()
 
-    def route(self) -> int:
+    def route(self, carried: int) -> int:
         """Take the identifies the window cannot carry within ``max_delay``; how many moved.
 
         Identifies still waiting go in order: those past what the window can start within
         ``max_delay`` would wait longer than that (an estimate: the window is shared with
-        awaited calls, which may take slots first).
+        awaited calls, and with other workers, which may take slots first).
+
+        Args:
+            carried: How many more identifies the window can start within ``max_delay``.
+
+        Returns:
+            How many identifies moved to the bulk route.
         """
         forms: dict[int, dict[str, Any]] = {}
-        # Identifies ahead of the waiting ones: those holding or using the window's slots now.
-        carried = self._reach()
         seen = 0
         if len(self.queue.identifies) <= carried:
             return 0
@@ -153,7 +157,8 @@ class BulkOverflow:
         while True:
             with anyio.move_on_after(1.0):
                 await self.queue.wait_changed()
-            self.route()
+            if len(self.queue.identifies) > 0:
+                self.route(await self._reach())
             await anyio.sleep(ROUTE_INTERVAL)
 
     async def _send(self, kind: RecordKind, batch: list[tuple[Entry, dict[str, Any]]]) -> None:

@@ -40,7 +40,7 @@ class BulkRoute:
 
     run: BulkRun
     wait_job: Callable[[Job], Awaitable[Job]]
-    reach: Callable[[], int]
+    reach: Callable[[], Awaitable[int]]
 
 
 KEYS = {"identify": "user_id", "identify_company": "company_id", "track": "user_id"}

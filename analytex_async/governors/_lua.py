@@ -237,6 +237,30 @@ return 1
 """
 
 
+# What a window holds now, for an estimate of its reach. KEYS: sched, pending, inflight.
+# ARGV: period (µs), [now]. Returns {now, free-at times (µs) of every slot in use or promised}:
+# a request in flight frees `period` after now at the earliest, a finished one `period` after its
+# answer, a waiter's `period` after its turn.
+_WINDOW_LOAD = (
+    _PRELUDE
+    + """
+local period = tonumber(ARGV[1])
+local now = clock(ARGV[2])
+local out = {now}
+local held = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #held, 2 do
+  local at = tonumber(held[i + 1])
+  if redis.call('ZSCORE', KEYS[3], held[i]) then
+    table.insert(out, int(math.max(at, now) + period))
+  elseif at > now - period then
+    table.insert(out, int(at + period))
+  end
+end
+return out
+"""
+)
+
+
 class Scripts:
     """The Lua scripts, registered on one client (redis-py loads each once, by its SHA)."""
 
@@ -248,3 +272,4 @@ class Scripts:
         self.window_take: AsyncScript = client.register_script(_WINDOW_TAKE)
         self.window_finish: AsyncScript = client.register_script(_WINDOW_FINISH)
         self.window_cancel: AsyncScript = client.register_script(_WINDOW_CANCEL)
+        self.window_load: AsyncScript = client.register_script(_WINDOW_LOAD)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, GovernorUnavailableError
 from ._lua import MICROS
 from ._redis_base import WAKE_MARGIN, UseLocal, check_name, check_rate, require_asyncio
-from ._windows import RequestWindow
+from ._windows import RequestWindow, requests_within
 
 if TYPE_CHECKING:
     from ._redis import RedisGovernor
@@ -110,6 +110,34 @@ class RedisRequestWindow:
                 keys,
                 [token, math.ceil(self.period * MICROS), ""],
             )
+
+    async def reachable_within(self, seconds: float) -> int:
+        """How many more requests could start within ``seconds`` from now, across every worker.
+
+        The same estimate as :meth:`RequestWindow.reachable_within`, from what the shared
+        window holds: every worker's requests in flight, finished within the period, or
+        waiting for their turn.
+
+        Args:
+            seconds: The horizon.
+
+        Returns:
+            The number of requests (the local window's answer while the governor falls back).
+        """
+        governor = self.governor
+        try:
+            if not governor._shared():
+                return self._local.reachable_within(seconds)
+            now, *frees = await governor._run(
+                governor._scripts.window_load,
+                self._keys(),
+                [math.ceil(self.period * MICROS), ""],
+            )
+        except (UseLocal, GovernorUnavailableError):
+            # An estimate: with Redis away, what this process's own window holds is the best one.
+            return self._local.reachable_within(seconds)
+        waits = [(int(free) - int(now)) / MICROS for free in frees]
+        return requests_within(seconds, self.limit, self.period, waits)
 
     async def _take(self, keys: list[str], token: str) -> bool:
         """Wait for a shared slot; False when the governor falls back to the local window."""

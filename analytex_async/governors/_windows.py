@@ -26,6 +26,23 @@ from ._local import SharedRequestWindows
 __all__ = ["ClientWindows", "RequestSlots", "RequestWindow"]
 
 
+def requests_within(seconds: float, limit: int, period: float, frees: list[float]) -> int:
+    """How many requests a window can start within ``seconds``, given when its used slots free.
+
+    Args:
+        seconds: The horizon.
+        limit: The window's slots.
+        period: The window's length in seconds.
+        frees: For each slot in use (or promised to a waiter), the seconds from now until it
+            frees; the other slots are free now.
+
+    Returns:
+        The number of requests: each slot serves once when it frees, and again each ``period``.
+    """
+    starts = [0.0] * max(limit - len(frees), 0) + frees
+    return sum(int((seconds - start) // period) + 1 for start in starts if start <= seconds)
+
+
 class RequestWindow:
     """At most ``limit`` requests in any ``period`` seconds.
 
@@ -85,13 +102,9 @@ class RequestWindow:
         """
         now = anyio.current_time()
         self._expire(now)
-        free = self.limit - self._in_flight - len(self._finished)
-        starts = [0.0] * free
-        starts += [finished + self.period - now for finished in self._finished]
-        starts += [self.period] * self._in_flight
-        return sum(
-            int((seconds - start) // self.period) + 1 for start in starts if start <= seconds
-        )
+        frees = [finished + self.period - now for finished in self._finished]
+        frees += [self.period] * self._in_flight
+        return requests_within(seconds, self.limit, self.period, frees)
 
     def _release(self) -> None:
         self._in_flight -= 1
