@@ -69,8 +69,11 @@ class ImportCalls:
 
         Args:
             source: A sync or async iterable of ``User`` objects or mappings; a path to an
-                ``.ndjson`` / ``.jsonl`` (optionally ``.gz``) or ``.csv`` file; or an open
-                binary or text file (NDJSON unless ``format="csv"``).
+                ``.ndjson`` / ``.jsonl`` (optionally ``.gz``), ``.csv`` or ``.parquet`` file;
+                an open binary or text file (NDJSON unless ``format="csv"``); or a table: a
+                pandas or polars DataFrame (the ``dataframe`` extra) or a pyarrow ``Table``,
+                read a chunk of rows at a time, one row a record (``.parquet`` files need the
+                ``parquet`` extra).
             batch_size: Records per batch at most (1 to 10,000).
             wait: Wait for the last jobs to finish before returning.
             on_invalid: ``"skip"`` to report invalid records as ``Rejection`` entries of the
@@ -120,8 +123,9 @@ class ImportCalls:
         """Import any number of companies; the same pipeline as ``import_users``.
 
         Args:
-            source: ``Company`` objects or mappings, or a file (CSV needs a ``company_id``
-                column).
+            source: ``Company`` objects or mappings, a file (CSV and Parquet need a
+                ``company_id`` column), or a DataFrame or pyarrow ``Table`` with a
+                ``company_id`` column (see ``import_users``).
             batch_size: Records per batch at most (1 to 10,000).
             wait: Wait for the last jobs to finish before returning.
             on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
@@ -167,7 +171,9 @@ class ImportCalls:
             source: ``Event`` objects or mappings with the schema's fields, or a file (NDJSON,
                 or CSV with an ``event_type`` column, the schema's fields as columns, a
                 ``metadata`` column holding a JSON object and any other column a metadata
-                key).
+                key). DataFrames, Arrow tables and ``.parquet`` files are read for users and
+                companies only: a table given here is a ``ValidationError`` (write it out as
+                NDJSON or CSV first).
             batch_size: Events per file at most (1 to 10,000).
             wait: Wait for the last import jobs to finish before returning.
             on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
