@@ -96,6 +96,10 @@ async def send(served: Served, key: str, kind: str, **options: Any) -> ImportRes
 async def check_one_job_and_every_record_once(
     served: Served, key: str, kind: str, result: ImportResult, *, held: bool = False
 ) -> None:
+    """One job for the account, adopted by the import; each record stored, and stored once.
+
+    ``held``: the upload's answer may still be held by the emulator (a late answer).
+    """
     async with AsyncAnalytex(api_key=key, base_url=served.url) as client:
         listed = await client.list_jobs()
     assert len(listed) == 1, [job.raw for job in listed]
@@ -128,25 +132,23 @@ def _uploads_of(emulator: Emulator, key: str, path: str) -> list[Any]:
     return [r for r in emulator.requests if r.path == path and r.account == label]
 
 
-@pytest.mark.parametrize("kind", ["users", "events"])
-async def test_an_answer_dropped_after_the_upload_was_handled_adopts_the_job(
-    served: Served, key: str, kind: str
-) -> None:
-    fault = served.emulator.faults.add(
-        UPLOADS[kind], method="POST", drop_connection=True, after_handling=True
-    )
-    result = await send(served, key, kind)
-    assert fault.hits == 1
-    await check_one_job_and_every_record_once(served, key, kind, result)
+LOSSES = {
+    # The connection closes once the upload was handled: the answer never comes.
+    "dropped": ({"drop_connection": True}, {}),
+    # The answer comes after the client's read timeout gave up on it.
+    "late": ({"delay": LATE}, {"timeout": TIMEOUT}),
+}
 
 
 @pytest.mark.parametrize("kind", ["users", "events"])
-async def test_an_answer_later_than_the_read_timeout_adopts_the_job(
-    served: Served, key: str, kind: str
+@pytest.mark.parametrize("loss", list(LOSSES))
+async def test_a_lost_answer_to_a_handled_upload_adopts_the_job_the_server_made(
+    served: Served, key: str, kind: str, loss: str
 ) -> None:
+    fault_options, client_options = LOSSES[loss]
     fault = served.emulator.faults.add(
-        UPLOADS[kind], method="POST", delay=LATE, after_handling=True
+        UPLOADS[kind], method="POST", after_handling=True, **fault_options
     )
-    result = await send(served, key, kind, timeout=TIMEOUT)
+    result = await send(served, key, kind, **client_options)
     assert fault.hits == 1
-    await check_one_job_and_every_record_once(served, key, kind, result, held=True)
+    await check_one_job_and_every_record_once(served, key, kind, result, held=loss == "late")
