@@ -13,6 +13,7 @@ per import batch (``BatchTrace``, with its waits: ``waiting``), the ``COUNTERS``
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
@@ -44,8 +45,8 @@ class _Api:
         self.trace: Any = None
         self.metrics: Any = None
         self.context: Any = None
-        self.quiet_tracers: tuple[type, ...] = ()
-        self.quiet_meters: tuple[type, ...] = ()
+        self.quiet: dict[str, tuple[type, ...]] = {}
+        self.unset: dict[str, Any] = {}  # which -> (module, name of its global provider)
 
     def load(self) -> None:
         """Import the API, once; leave the fields ``None`` when it is not installed."""
@@ -55,17 +56,20 @@ class _Api:
         except ImportError:
             return
         self.trace, self.metrics, self.context = trace, metrics, context
-        self.quiet_tracers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-        quiet_meters: list[type] = [metrics.NoOpMeterProvider]
-        try:
-            from opentelemetry.metrics._internal import (  # noqa: PLC0415
-                _ProxyMeterProvider,
-            )
-        except ImportError:  # a later API: its proxy instruments are no-ops until configured
-            pass
-        else:
-            quiet_meters.append(_ProxyMeterProvider)
-        self.quiet_meters = tuple(quiet_meters)
+        state = getattr(metrics, "_internal", None)  # where the API keeps its globals
+        proxy = getattr(state, "_ProxyMeterProvider", metrics.NoOpMeterProvider)
+        self.quiet = {
+            "trace": (trace.ProxyTracerProvider, trace.NoOpTracerProvider),
+            "metrics": (metrics.NoOpMeterProvider, proxy),
+        }
+        # get_*_provider() reads os.environ on every call while no provider is set (it costs
+        # more than all the rest): while the API's global is None, there is nothing to look up.
+        environ = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+        if not any(name in os.environ for name in environ):
+            self.unset = {
+                "trace": (trace, "_TRACER_PROVIDER"),
+                "metrics": (state, "_METER_PROVIDER"),
+            }
 
 
 _api = _Api()
@@ -107,19 +111,17 @@ def instruments() -> Instruments | None:
 
 
 def _lookup(which: Literal["trace", "metrics"]) -> Any:
-    if not _api.loaded:
-        _api.load()
-    if which == "trace":
-        if _api.trace is None:
-            return None
-        provider = _api.trace.get_tracer_provider()
-        quiet = _api.quiet_tracers
-    else:
-        if _api.metrics is None:
-            return None
-        provider = _api.metrics.get_meter_provider()
-        quiet = _api.quiet_meters
-    if isinstance(provider, quiet):
+    api = _api
+    if not api.loaded:
+        api.load()
+    if api.trace is None:
+        return None
+    unset = api.unset.get(which)
+    if unset is not None and getattr(unset[0], unset[1], False) is None:
+        return None
+    module = api.trace if which == "trace" else api.metrics
+    provider = module.get_tracer_provider() if which == "trace" else module.get_meter_provider()
+    if isinstance(provider, api.quiet[which]):
         return None
     known = _providers.get(which)
     if known is None or known[0] is not provider:
