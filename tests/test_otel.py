@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from analytex_async import APIConnectionError, AsyncAnalytex, BadRequestError, DeliveryPolicy
+from analytex_async import (
+    APIConnectionError,
+    AsyncAnalytex,
+    BadRequestError,
+    DeliveryPolicy,
+    _telemetry,
+)
 from analytex_async.emulator import Emulator
 from analytex_async.governors import RowGovernor
 from analytex_async.testing import TEST_API_KEY, EmulatedAnalytex
@@ -81,16 +88,22 @@ def every_attribute(spans: list[ReadableSpan]) -> str:
 
 
 @pytest.fixture(scope="module")
-def providers() -> Telemetry:
+def providers() -> Iterator[Telemetry]:
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     delta = AggregationTemporality.DELTA
     reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
+    meter_provider = MeterProvider(metric_readers=[reader])
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    metrics.set_meter_provider(meter_provider)
     assert trace.get_tracer_provider() is tracer_provider, "another test set the providers"
-    return Telemetry(exporter, reader)
+    yield Telemetry(exporter, reader)
+    # The global providers stay set for the rest of the process: the tests after these ones
+    # run as without OpenTelemetry, not recording every request into memory.
+    _telemetry.use_opentelemetry(False)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
 
 
 @pytest.fixture
