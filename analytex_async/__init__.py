@@ -7,6 +7,10 @@ Examples:
     async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
         await client.identify("user_001", metadata={"name": "Jane"}, company="company_001")
     ```
+
+pytest leaves this module's names as they are (PYTEST_DONT_REWRITE): the SDK ships a pytest
+plugin, and pytest would otherwise add its assertion helpers to the namespace of every module
+of the package.
 """
 
 from ._bulk._sync import SyncResult

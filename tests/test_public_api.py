@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 
 import analytex_async
+import analytex_async.emulator
+import analytex_async.governors
 
 CONTRACT_NAMES = {
     "AsyncAnalytex",
@@ -24,6 +26,13 @@ def test_public_names_are_exactly_all() -> None:
     }
     assert public == set(analytex_async.__all__) - {"__version__"}
     assert analytex_async.__all__ == sorted(analytex_async.__all__, key=str)
+
+
+def test_pytest_leaves_the_public_modules_names_as_they_are() -> None:
+    """The pytest11 plugin makes pytest rewrite the package's asserts; the public modules opt
+    out, so ``dir()`` of each shows only its own names under pytest too."""
+    for module in (analytex_async, analytex_async.emulator, analytex_async.governors):
+        assert [name for name in dir(module) if not name.isidentifier()] == [], module
 
 
 def test_every_contract_name_is_exported() -> None:

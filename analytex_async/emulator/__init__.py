@@ -13,6 +13,10 @@ Examples:
     >>> emulator = Emulator(rows_per_minute=60_000)
     >>> emulator.users
     {}
+
+pytest leaves this module's names as they are (PYTEST_DONT_REWRITE): the SDK ships a pytest
+plugin, and pytest would otherwise add its assertion helpers to the namespace of every module
+of the package.
 """
 
 from __future__ import annotations
