@@ -7,7 +7,9 @@ extra, is imported by the fixtures, and only when a test asks for one of them.
 
 ``analytex_client`` is an async fixture: the test that uses it must run in an event loop that
 some plugin provides (``@pytest.mark.anyio``; anyio's plugin comes with anyio, a dependency of
-the SDK). When none ran it, the test fails with a message that says so, instead of handing the
+the SDK). pytest-asyncio cannot run it: it sets an async fixture up and tears it down in two
+different tasks, and the client's task group must close in the task that opened it. When none
+ran it, the test fails with a message that says so, instead of handing the
 test an unstarted async generator or pytest's generic "requested an async fixture" error.
 
 Disable the plugin with ``-p no:analytex_async``; with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set,
@@ -36,7 +38,7 @@ _NO_ASYNC_RUNNER = (
     "{test!r} uses the async fixture {fixture!r}, and no plugin ran it in an event loop. "
     "Mark the test with @pytest.mark.anyio (anyio's pytest plugin is installed with "
     'analytex-async), or set anyio_mode = "auto" in your pytest configuration to run every '
-    'async test through anyio (with pytest-asyncio: asyncio_mode = "auto").'
+    "async test through anyio."
 )
 
 

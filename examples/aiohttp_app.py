@@ -30,6 +30,7 @@ ANALYTEX = web.AppKey("analytex", AsyncAnalytex)
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
+# --8<-- [start:cleanup]
 async def analytex_client(app: web.Application) -> AsyncIterator[None]:
     """Open the one client at start-up; flush and close it at shutdown."""
     async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
@@ -42,6 +43,9 @@ async def analytex_client(app: web.Application) -> AsyncIterator[None]:
         except TimeoutError:
             log.warning("Analytex still had records queued after %ss", SHUTDOWN_FLUSH_SECONDS)
     log.info("Analytex delivery at shutdown: %s", attrs.asdict(client.background.stats))
+
+
+# --8<-- [end:cleanup]
 
 
 async def login(request: web.Request) -> web.Response:

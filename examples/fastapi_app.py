@@ -35,6 +35,7 @@ OUTBOX = "analytex-outbox"  # a directory; each worker process spills to a file 
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
+# --8<-- [start:lifespan]
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the one client at start-up; flush and close it at shutdown."""
@@ -49,6 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         except TimeoutError:
             log.warning("Analytex still had records queued after %ss", SHUTDOWN_FLUSH_SECONDS)
     log.info("Analytex delivery at shutdown: %s", attrs.asdict(client.background.stats))
+
+
+# --8<-- [end:lifespan]
 
 
 app = FastAPI(lifespan=lifespan)
@@ -68,6 +72,7 @@ class Login(BaseModel):
     company_id: str | None = None
 
 
+# --8<-- [start:handler]
 @app.post("/login/{user_id}")
 async def login(
     user_id: str, body: Login, analytex: Annotated[AsyncAnalytex, Depends(get_analytex)]
@@ -85,6 +90,9 @@ async def login(
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     return {"status": "ok"}
+
+
+# --8<-- [end:handler]
 
 
 @app.get("/analytex/stats")

@@ -39,6 +39,7 @@ def show_progress(progress: ImportProgress) -> None:
     print(f"  {progress.rows_sent:,} events sent, {progress.rows_rejected:,} rejected", flush=True)
 
 
+# --8<-- [start:backfill]
 async def backfill(export: str, journal: str, rejects_path: str) -> int:
     """Import the export; the exit status: 0 all sent, 1 some rejected, 2 stopped."""
     async with await anyio.open_file(rejects_path, "w", encoding="utf-8") as rejects:
@@ -60,6 +61,9 @@ async def backfill(export: str, journal: str, rejects_path: str) -> int:
         f"earlier run, {result.rows_rejected} rejected (see {rejects_path})"
     )
     return 1 if result.rows_rejected else 0
+
+
+# --8<-- [end:backfill]
 
 
 if __name__ == "__main__":

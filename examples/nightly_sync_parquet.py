@@ -29,6 +29,7 @@ import anyio
 from analytex_async import AsyncAnalytex, ImportAbortedError
 
 
+# --8<-- [start:sync]
 async def nightly_sync(export: str, state: str, delete_missing: bool) -> int:
     """Sync the export; the exit status: 0 all sent, 1 some rows rejected, 2 aborted."""
     async with AsyncAnalytex() as client:  # reads ANALYTEX_API_KEY
@@ -48,6 +49,9 @@ async def nightly_sync(export: str, state: str, delete_missing: bool) -> int:
     for rejection in result.rejected[:20]:  # the first few, for the job's log
         print(f"rejected: {rejection}", file=sys.stderr)
     return 1 if result.rows_rejected else 0
+
+
+# --8<-- [end:sync]
 
 
 if __name__ == "__main__":

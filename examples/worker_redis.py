@@ -43,6 +43,7 @@ async def enqueue(redis: Redis, paths: list[str]) -> None:
     print(f"queued {len(paths)} file(s)", flush=True)
 
 
+# --8<-- [start:worker]
 async def work(number: int, redis: Redis, client: AsyncAnalytex, idle_exit: float) -> None:
     """Import the queue's files one after another, until idle for ``idle_exit`` seconds."""
     while True:
@@ -66,6 +67,9 @@ async def work(number: int, redis: Redis, client: AsyncAnalytex, idle_exit: floa
             f"{result.rows_skipped} already sent, {result.rows_rejected} rejected",
             flush=True,
         )
+
+
+# --8<-- [end:worker]
 
 
 async def stop_on_signal(scope: anyio.CancelScope) -> None:
