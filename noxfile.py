@@ -13,7 +13,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGE = "analytex_async"
-PYTHON_PATHS = ["analytex_async", "tests", "noxfile.py"]
+PYTHON_PATHS = ["analytex_async", "tests", "examples", "noxfile.py"]
 
 
 def ensure_redis_server(session: nox.Session) -> None:
