@@ -260,10 +260,15 @@ def _fields_of(record: object, position: int | None) -> tuple[str, Mapping[str, 
             field=unknown[0],
             position=position,
         )
-    missing = sorted(name for name in REQUIRED[event_type] | {"inserted_at"} if name not in fields)
+    # A None counts as missing: a converter's row.get("name") gives None for an absent value,
+    # and a None is left off the line, where the server would refuse the whole file for it.
+    needed = REQUIRED[event_type] | {"inserted_at"}
+    missing = sorted(name for name in needed if fields.get(name) is None)
     if missing:
+        given_none = [name for name in missing if name in fields]
+        detail = f" ({', '.join(map(repr, given_none))} given as None)" if given_none else ""
         raise ValidationError(
-            f"a {event_type} event needs {', '.join(map(repr, missing))}",
+            f"a {event_type} event needs {', '.join(map(repr, missing))}{detail}",
             field=missing[0],
             position=position,
         )

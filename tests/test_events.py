@@ -98,6 +98,36 @@ def test_every_broken_rule_names_its_field(
     assert info.value.position == 7
 
 
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"event_type": "track", "user_id": "u1", "event_name": None, "inserted_at": AT},
+         "event_name"),
+        ({"event_type": "track", "user_id": None, "event_name": "e", "inserted_at": AT},
+         "user_id"),
+        ({"event_type": "page_view", "user_id": "u1", "hostname": None, "pathname": "/",
+          "inserted_at": AT}, "hostname"),
+        ({"event_type": "identify_company", "company_id": None, "inserted_at": AT}, "company_id"),
+        ({"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": None},
+         "inserted_at"),
+    ],
+)  # fmt: skip
+def test_a_required_field_that_is_none_is_missing_not_left_off_the_line(
+    record: dict[str, Any], field: str
+) -> None:
+    # What a converter gets from row.get("name"): sent without the field, the server would
+    # refuse the whole file; the SDK rejects the one event instead, naming the field.
+    with pytest.raises(ValidationError, match="needs") as info:
+        event_record(record, position=4)
+    assert (info.value.field, info.value.position) == (field, 4)
+
+
+def test_an_event_constructor_refuses_a_none_required_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        Event.track("u1", None, AT)  # type: ignore[arg-type]
+    assert info.value.field == "event_name"
+
+
 def test_a_web_client_event_with_a_url_needs_no_hostname_but_a_user_agent() -> None:
     record = event_record(
         {"event_type": "track", "user_id": "u1", "event_name": "e", "url": "https://h/p",
@@ -177,6 +207,33 @@ async def test_import_events_uploads_ndjson_files_to_v1_imports(router: respx.Mo
     assert b'.ndjson"' in body
     lines = [json.loads(line) for line in body.split(b"\r\n")[4:-2][0].splitlines()]
     assert [line["event_type"] for line in lines] == ["identify_user", "track"]
+
+
+async def test_an_event_with_a_none_required_field_is_rejected_and_the_file_still_goes(
+    router: respx.MockRouter,
+) -> None:
+    uploads: list[bytes] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        uploads.append(request.content)
+        return httpx.Response(200, json=job(f"imp-{len(uploads)}"))
+
+    router.post("/v1/imports").mock(side_effect=submit)
+    router.get(url__regex=r"/v1/background_jobs/.*").mock(
+        side_effect=lambda r: httpx.Response(200, json=job(r.url.path.rsplit("/", 1)[1]))
+    )
+    events = [
+        {"event_type": "track", "user_id": "u1", "event_name": "e", "inserted_at": AT},
+        {"event_type": "track", "user_id": "u1", "event_name": None, "inserted_at": AT},
+    ]
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        result = await client.import_events(events)
+    assert (result.rows_sent, result.rows_rejected) == (1, 1)
+    [rejection] = result.rejected
+    assert rejection.position == 1
+    assert "'event_name'" in rejection.reason
+    [body] = uploads
+    assert body.count(b'"event_name"') == 1
 
 
 # -- no duplicate jobs ------------------------------------------------------------------------
