@@ -334,6 +334,11 @@ def test_a_lazy_frame_or_a_series_is_refused_with_what_to_pass() -> None:
         _frames.read_table(pd.Series(["a"]), "user")
 
 
-def test_tables_hold_users_or_companies_only() -> None:
-    with pytest.raises(ValidationError, match=r"users and companies only"):
-        _frames.read_table(pandas_users(), "event")  # type: ignore[arg-type]
+def test_tables_hold_users_companies_or_events_only() -> None:
+    with pytest.raises(ValidationError, match=r"users, companies and events, not 'order'"):
+        _frames.read_table(pandas_users(), "order")  # type: ignore[arg-type]
+
+
+def test_a_table_of_events_needs_an_event_type_column() -> None:
+    with pytest.raises(ValidationError, match=r"no 'event_type' column.*'user_id'"):
+        _frames.read_table(pandas_users(), "event")

@@ -2,7 +2,9 @@
 
 ``RowMaker`` knows a table's columns: the id column (``user_id`` or ``company_id``), a user's
 ``company_id``, an optional ``metadata`` struct (or dict, or map) column, and every other column
-as one metadata key. Each cell becomes what the API takes:
+as one metadata key. A table of events has an ``event_type`` column and is mapped as a CSV file
+of events is (``_records.EventColumns``): the schema's fields are columns of their own. Each cell
+becomes what the API takes:
 
 * a null (``None``, NaN, NaT, pandas' ``NA``) leaves its key out;
 * ``str``, ``int``, ``float`` and ``bool`` (numpy's and Arrow's scalars included, as Python's);
@@ -10,6 +12,9 @@ as one metadata key. Each cell becomes what the API takes:
   and written ``+00:00``), a date ``YYYY-MM-DD``, a time of day ``HH:MM:SS[.ffffff]``, a
   ``Decimal`` its string;
 * an id must be a string or an integer (written as its decimal string);
+* an event's ``inserted_at`` timestamp keeps its zone, so that the event check refuses one
+  without (ambiguous, as a naive ``datetime`` is everywhere); its other fields are read as
+  metadata cells are, for the event check to judge;
 * anything else (lists, bytes, timedeltas, nested structs, a float id) makes the whole row a
   record with ``error`` set, naming the column, so that it becomes a ``Rejection``.
 
@@ -27,9 +32,10 @@ from typing import Any
 from .._errors import ValidationError
 from .._types import RecordKind
 from ._parsers import SourceRecord
+from ._records import MISSING, EventColumns
 
 # What a null cell converts to: its key is left out of the record.
-_NULL: Any = object()
+_NULL: Any = MISSING
 # pandas' missing-value singletons, told by their type's name so that pandas is never imported.
 _PANDAS_NULLS = frozenset({"NAType", "NaTType"})
 _UTC = "+00:00"
@@ -69,24 +75,25 @@ class RowMaker:
 
     Args:
         columns: The table's column names, in order.
-        kind: ``"user"`` or ``"company"``: which id column the table must have.
+        kind: ``"user"``, ``"company"`` or ``"event"``: which column the table must have
+            (``user_id``, ``company_id``, ``event_type``).
         name: The table, as error messages name it.
 
     Raises:
-        ValidationError: The table has no id column, or ``kind`` is not one a table can hold.
+        ValidationError: The table lacks that column, or ``kind`` is not one a table can hold.
     """
 
-    __slots__ = ("_columns", "_company", "_id", "_id_name", "_metadata", "_others")
+    __slots__ = ("_columns", "_company", "_events", "_id", "_id_name", "_metadata", "_others")
 
     def __init__(self, columns: Sequence[object], kind: RecordKind, name: str) -> None:
-        if kind not in ("user", "company"):
+        if kind not in _NEEDED:
             raise ValidationError(
-                f"{name}: tables are read for users and companies only, not {kind!r}",
+                f"{name}: tables are read for users, companies and events, not {kind!r}",
                 field="source",
             )
         # A pandas frame may name its columns with anything; metadata keys are strings.
         self._columns = [str(column) for column in columns]
-        self._id_name = "user_id" if kind == "user" else "company_id"
+        self._id_name = _NEEDED[kind]
         if self._id_name not in self._columns:
             found = ", ".join(repr(column) for column in self._columns) or "none"
             raise ValidationError(
@@ -94,6 +101,7 @@ class RowMaker:
                 f"(columns: {found})",
                 field="source",
             )
+        self._events = EventColumns(self._columns) if kind == "event" else None
         self._id = self._columns.index(self._id_name)
         self._company = (
             self._columns.index("company_id")
@@ -112,10 +120,15 @@ class RowMaker:
             row: Its cells, in the order of the columns.
 
         Returns:
-            A ``SourceRecord`` with ``line=None``: ``{"user_id", "company_id"?, "metadata"?}``
-            or ``{"company_id", "metadata"?}``; when a cell is refused, the row as a
-            ``{column: value}`` dict with ``error`` naming the column.
+            A ``SourceRecord`` with ``line=None``: ``{"user_id", "company_id"?, "metadata"?}``,
+            ``{"company_id", "metadata"?}`` or an event's fields; when a cell is refused, the
+            row as a ``{column: value}`` dict with ``error`` naming the column.
         """
+        if self._events is not None:
+            return self._event(position, row, self._events)
+        return self._user_or_company(position, row)
+
+    def _user_or_company(self, position: int, row: Sequence[Any]) -> SourceRecord:
         try:
             record: dict[str, Any] = {self._id_name: _id(row[self._id], self._id_name)}
             if self._company is not None:
@@ -141,12 +154,62 @@ class RowMaker:
                     if converted is not _NULL:
                         metadata[column] = converted
         except BadCell as bad:
-            return SourceRecord(
-                position, None, dict(zip(self._columns, row, strict=True)), str(bad)
-            )
+            return self._refused(position, row, bad)
         if metadata:
             record["metadata"] = metadata
         return SourceRecord(position, None, record)
+
+    def _event(self, position: int, row: Sequence[Any], columns: EventColumns) -> SourceRecord:
+        try:
+            return SourceRecord(position, None, columns.record(row, _TABLE_EVENT_CELLS))
+        except BadCell as bad:
+            return self._refused(position, row, bad)
+
+    def _refused(self, position: int, row: Sequence[Any], bad: BadCell) -> SourceRecord:
+        return SourceRecord(position, None, dict(zip(self._columns, row, strict=True)), str(bad))
+
+
+_NEEDED: dict[str, str] = {"user": "user_id", "company": "company_id", "event": "event_type"}
+
+
+class _TableEventCells:
+    """How a table's cells read as an event's parts (see ``EventColumns``): nulls are missing."""
+
+    def field(self, name: str, cell: object) -> object:
+        if _is_null(cell):
+            return MISSING
+        if name in ("user_id", "company_id"):
+            return _id(cell, name)
+        if name == "inserted_at":
+            return _event_time(cell)
+        return metadata_value(cell, name)
+
+    def metadata(self, cell: object) -> object:
+        metadata: dict[str, Any] = {}
+        _add_struct(metadata, cell)
+        return metadata
+
+    def key(self, name: str, cell: object) -> object:
+        return metadata_value(cell, name)
+
+
+_TABLE_EVENT_CELLS = _TableEventCells()
+
+
+def _event_time(cell: object) -> object:
+    """An ``inserted_at`` cell for the event check: a timestamp keeps its zone, or its lack.
+
+    Not through ``metadata_value``, which takes a timestamp without a zone as UTC: an event
+    time without one is ambiguous, and the event check refuses it, naming the field. A string
+    is the check's to parse; any other value is the check's to refuse.
+    """
+    if isinstance(cell, datetime):
+        return _pydatetime(cell)
+    if _numpy_name(cell) == "datetime64":  # numpy's has no zone: the check refuses it
+        return MISSING if str(cell) == "NaT" else cell.astype("datetime64[us]").item()  # type: ignore[attr-defined]
+    if isinstance(cell, Unreadable):
+        raise BadCell("inserted_at", f"the value cannot be read: {cell.reason}")
+    return cell
 
 
 def _add_struct(metadata: dict[str, Any], struct: object) -> None:
@@ -246,12 +309,18 @@ def _builtin(value: str | bool) -> str | bool:
     return bool(value) if isinstance(value, bool) else str(value)
 
 
-def _timestamp(value: datetime) -> str:
+def _pydatetime(value: datetime) -> datetime:
     # pandas' Timestamp may carry nanoseconds: every source is written to the microsecond, so
     # that one table reads the same whichever library holds it.
     to_pydatetime = getattr(value, "to_pydatetime", None)
     if type(value) is not datetime and callable(to_pydatetime):
-        value = to_pydatetime(warn=False)
+        converted: datetime = to_pydatetime(warn=False)
+        return converted
+    return value
+
+
+def _timestamp(value: datetime) -> str:
+    value = _pydatetime(value)
     if value.tzinfo is None:
         return value.isoformat() + _UTC  # what replace(tzinfo=timezone.utc) writes, faster
     return value.isoformat()

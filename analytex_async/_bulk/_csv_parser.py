@@ -14,12 +14,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from .._errors import ValidationError
-from .._events import CLIENT_NUMBER_FIELDS, EVENT_FIELDS
+from .._events import CLIENT_NUMBER_FIELDS
 from .._types import RecordKind
 from ._parsers import BlockParser, SourceRecord, encode_text, raw_text
+from ._records import MISSING, EventColumns
 
 # How far one CSV record may run when quoted cells may span lines (``csv_multiline=True``):
 # far enough for any real multi-line note or address, short enough that a stray quote costs
@@ -76,7 +76,7 @@ class CsvParser(BlockParser):
         self._id_index = 0
         self._company_index: int | None = None
         self._metadata: list[tuple[int, str]] = []
-        self._fields: list[tuple[int, str]] = []  # an event's field columns
+        self._events: EventColumns | None = None  # an event file's columns
 
     def _lines_read(self) -> int:
         return self._start - 1 + len(self._row) + len(self._replay)
@@ -250,11 +250,9 @@ class CsvParser(BlockParser):
         self._id_index = names.index(self._id_column)
         if self._kind == "user" and "company_id" in names:
             self._company_index = names.index("company_id")
-        taken = {self._id_index, self._company_index}
         if self._kind == "event":
-            # Event fields are columns of their own; a "metadata" column holds a JSON object.
-            self._fields = [(i, name) for i, name in enumerate(names) if name in EVENT_FIELDS]
-            taken = {i for i, _ in self._fields}
+            self._events = EventColumns(names)
+        taken = {self._id_index, self._company_index}
         self._metadata = [(i, name) for i, name in enumerate(names) if i not in taken]
 
     def _row_record(self, row: list[str], line: int) -> SourceRecord:
@@ -269,8 +267,8 @@ class CsvParser(BlockParser):
             )
         if len(row) < width:
             row = row + [""] * (width - len(row))
-        if self._kind == "event":
-            record = self._event_record(row)
+        if self._events is not None:
+            record = self._events.record(row, _CSV_CELLS)
         else:
             record = {self._id_column: row[self._id_index]}
             if self._company_index is not None and row[self._company_index]:
@@ -279,23 +277,6 @@ class CsvParser(BlockParser):
         result = SourceRecord(self._position, line, record)
         self._position += 1
         return result
-
-    def _event_record(self, row: list[str]) -> dict[str, Any]:
-        record: dict[str, Any] = {name: row[i] for i, name in self._fields if row[i]}
-        for number in CLIENT_NUMBER_FIELDS & record.keys():
-            if record[number].isdigit():
-                record[number] = int(record[number])
-        metadata: Any = {name: row[i] for i, name in self._metadata if row[i]}
-        text = record.pop("metadata", None)
-        if text is not None:
-            try:
-                decoded = json.loads(text)
-            except ValueError:
-                decoded = text  # the event's check names the field
-            metadata = {**decoded, **metadata} if isinstance(decoded, dict) else decoded
-        if metadata:
-            record["metadata"] = metadata
-        return record
 
     def _bad_row(self, row: list[str], line: int, reason: str) -> SourceRecord:
         buffer = io.StringIO()
@@ -314,3 +295,33 @@ def _bad_cell(cells: list[str]) -> int | None:
             except UnicodeEncodeError:
                 return index
     return None
+
+
+class _CsvEventCells:
+    """How an event file's CSV cells read (see ``EventColumns``): text, empty meaning missing.
+
+    CSV cannot say null, so an empty cell is left out. ``screen_width`` and ``screen_height``
+    cells made of digits are numbers; a ``metadata`` cell holds a JSON object, whose values keep
+    their JSON types (text that is not JSON is kept for the event check to refuse).
+    """
+
+    def field(self, name: str, cell: str) -> object:
+        if not cell:
+            return MISSING
+        # isdigit() alone takes "²", which int() refuses.
+        digits = cell.isascii() and cell.isdigit()
+        return int(cell) if digits and name in CLIENT_NUMBER_FIELDS else cell
+
+    def metadata(self, cell: str) -> object:
+        if not cell:
+            return MISSING
+        try:
+            return json.loads(cell)
+        except ValueError:
+            return cell
+
+    def key(self, name: str, cell: str) -> object:
+        return cell or MISSING
+
+
+_CSV_CELLS = _CsvEventCells()

@@ -71,14 +71,15 @@ def read_table(source: object, kind: RecordKind) -> AsyncGenerator[SourceRecord,
     Args:
         source: A DataFrame narwhals reads eagerly (pandas, polars, ...) or a pyarrow ``Table``
             or ``RecordBatch``.
-        kind: ``"user"`` or ``"company"``.
+        kind: ``"user"``, ``"company"`` or ``"event"`` (see ``_cells.RowMaker``).
 
     Returns:
         An async generator of ``SourceRecord``, one per row, in order.
 
     Raises:
         ValidationError: The extra it needs is not installed, ``source`` is not a table it can
-            read (a lazy frame, a series), or the table has no id column.
+            read (a lazy frame, a series), or the table has no id column (``event_type`` for
+            events).
     """
     name = _describe(source)
     if type(source).__module__.partition(".")[0] == "pyarrow":
@@ -96,7 +97,7 @@ def read_parquet(
     Args:
         path: The file.
         name: The file, as the user named it, for error messages.
-        kind: ``"user"`` or ``"company"``.
+        kind: ``"user"``, ``"company"`` or ``"event"``.
 
     Returns:
         An async generator of ``SourceRecord``, one per row; the file is opened on the first
@@ -104,7 +105,8 @@ def read_parquet(
 
     Raises:
         ValidationError: At once, when pyarrow is not installed. While iterating, when the file
-            cannot be opened, is not Parquet, cannot be read, or has no id column.
+            cannot be opened, is not Parquet, cannot be read, or has no id column (``event_type``
+            for events).
     """
     parquet = _require("pyarrow.parquet", f"reading {name}", PARQUET_EXTRA)
     return read_blocks(_ParquetReader(parquet, path, name, kind))

@@ -1,11 +1,12 @@
 """Sources: what the caller hands to an import becomes one lazy async stream of records.
 
-``read_source`` takes whatever was passed to ``import_users`` / ``import_companies`` (records,
-async records, a path, a file object) and picks the reader for it: iterables here, files in
-``_files`` (which parse with ``_parsers``). Each ``SourceRecord`` carries its position in the
-source (and its line, for files). Nothing is validated here: the pipeline runs ``bulk_record``
-on what comes out. A file line that cannot even be decoded comes out too, with ``error`` set,
-so that it becomes a ``Rejection`` rather than disappearing.
+``read_source`` takes whatever was passed to ``import_users``, ``_companies`` or ``_events``
+(records, async records, a path, a file object, a table) and picks the reader for it: iterables
+here, files in ``_files`` (which parse with ``_parsers``), tables in ``_frames``. Each
+``SourceRecord`` carries its position in the source (and its line, for files). Nothing is
+validated here: the pipeline runs ``check_record`` on what comes out. A file line that cannot
+even be decoded comes out too, with ``error`` set, so that it becomes a ``Rejection`` rather
+than disappearing.
 
 Caller iterables are iterated on the loop itself (a user's generator may not be thread-safe),
 with a ``Pacer`` giving the loop a turn every 1,000 items or 2 ms of work, whichever comes
@@ -73,7 +74,8 @@ def read_source(
     lines and 1 MiB per row; a row that runs past either, or is still open at the end of the
     file, is yielded with ``error`` set, naming the line where it opened, and reading goes on
     at the line after that one. A row the csv module cannot read (a cell longer than its field
-    size limit) is yielded with ``error`` set too.
+    size limit) is yielded with ``error`` set too. A CSV file of events needs an ``event_type``
+    column instead: see "Events" below.
 
     Tables (DataFrames, Arrow tables, Parquet files) are read a slice (or a record batch) of
     rows at a time in a worker thread, so a Parquet file is never in memory whole. Column
@@ -87,13 +89,21 @@ def read_source(
     set, naming the column. ``position`` is the row's zero-based index, ``line`` is ``None``.
     A ``.parquet`` path takes no ``format=``.
 
+    Events (``kind="event"``), from a CSV file or a table, need an ``event_type`` column; their
+    columns map to an event as ``_records.EventColumns`` says: a column named after one of the
+    schema's fields is that field, a ``metadata`` column (a JSON object in CSV, a struct or dict
+    in a table) and every other column metadata keys, a missing cell (empty, or null) left out.
+    A table's ``inserted_at`` timestamp keeps its zone, or lack of one, for the event check to
+    judge; an integer ``user_id`` or ``company_id`` becomes its decimal string.
+
     The returned async generator opens files only once iterated, and closes them when it ends,
     is closed or is cancelled; wrap it in ``contextlib.aclosing`` when you may stop early. A
     caller's (async) iterator is never closed: it belongs to the caller.
 
     Args:
         source: What to read (see above).
-        kind: ``"user"`` or ``"company"``: which id column a CSV file must have.
+        kind: ``"user"``, ``"company"`` or ``"event"``: which id column a CSV file or a table
+            must have (``user_id``, ``company_id``, ``event_type``).
         format: ``"ndjson"`` or ``"csv"``, overriding the file suffix (files) or the NDJSON
             default (file objects).
         csv_multiline: Read CSV quoted cells that span lines (see above). Ignored for other
