@@ -8,9 +8,8 @@ Examples:
         await client.identify("user_001", metadata={"name": "Jane"}, company="company_001")
     ```
 
-pytest leaves this module's names as they are (PYTEST_DONT_REWRITE): the SDK ships a pytest
-plugin, and pytest would otherwise add its assertion helpers to the namespace of every module
-of the package.
+<!-- PYTEST_DONT_REWRITE: the SDK ships a pytest plugin, so pytest would add its assertion
+helpers to the namespace of every module of the package; this one keeps only its own names. -->
 """
 
 from ._bulk._sync import SyncResult

@@ -14,9 +14,8 @@ Examples:
     >>> emulator.users
     {}
 
-pytest leaves this module's names as they are (PYTEST_DONT_REWRITE): the SDK ships a pytest
-plugin, and pytest would otherwise add its assertion helpers to the namespace of every module
-of the package.
+<!-- PYTEST_DONT_REWRITE: the SDK ships a pytest plugin, so pytest would add its assertion
+helpers to the namespace of every module of the package; this one keeps only its own names. -->
 """
 
 from __future__ import annotations

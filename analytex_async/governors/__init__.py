@@ -11,9 +11,8 @@ so every worker that uses it draws on the same one::
 
 The :class:`Governor` and :class:`JobSlot` protocols say what a governor of your own must do.
 
-pytest leaves this module's names as they are (PYTEST_DONT_REWRITE): the SDK ships a pytest
-plugin, and pytest would otherwise add its assertion helpers to the namespace of every module
-of the package.
+<!-- PYTEST_DONT_REWRITE: the SDK ships a pytest plugin, so pytest would add its assertion
+helpers to the namespace of every module of the package; this one keeps only its own names. -->
 """
 
 from .._config import api_key_hash
