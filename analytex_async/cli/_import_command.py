@@ -29,10 +29,11 @@ from ._summary import resume_hint
 
 @click.group("import")
 def import_group() -> None:
-    """Import users or companies from a file or stdin, through the governed bulk pipeline.
+    """Import users, companies or events from a file or stdin, through the bulk pipeline.
 
-    FILE is NDJSON (.ndjson, .jsonl) or CSV (.csv), optionally gzipped (.gz), or - for stdin
-    (NDJSON unless --format csv; gzip is recognised). Every record is validated first; invalid
+    FILE is NDJSON (.ndjson, .jsonl) or CSV (.csv), optionally gzipped (.gz), a Parquet file
+    (.parquet, with the parquet extra), or - for stdin (NDJSON unless --format csv; gzip is
+    recognised). Every record is validated first; invalid
     ones are reported (--rejects saves them), valid ones go in batches at the rate, one job at a
     time. Exit status: 0 all sent (and completed), 1 records rejected or a job failed, 2 usage or
     configuration error, 3 the API could not be reached or kept failing, 130 interrupted.
