@@ -458,9 +458,13 @@ class waiting:
         what: ``"rate"`` (the row governor) or ``"job"`` (a job holding the slot).
 
     Examples:
+        <!-- example: setup: from analytex_async._telemetry import waiting -->
         ```python
+        from analytex_async.governors import RowGovernor
+
+        governor = RowGovernor(60_000)
         with waiting("rate"):
-            await governor.acquire(rows)
+            await governor.acquire(100)
         ```
     """
 
