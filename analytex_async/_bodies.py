@@ -103,7 +103,7 @@ def track_body(user_id: str, event_name: str, metadata: Mapping[str, Any] | None
     return _with_metadata(body, metadata)
 
 
-def bulk_json_body(key: str, records: Iterable[BulkRecord]) -> BodyFactory:
+def bulk_json_body(key: str, records: Iterable[BulkRecord]) -> tuple[BodyFactory, int]:
     """The body of a JSON bulk call: ``{"users": [...]}`` or ``{"companies": [...]}``.
 
     Args:
@@ -111,7 +111,7 @@ def bulk_json_body(key: str, records: Iterable[BulkRecord]) -> BodyFactory:
         records: Up to 10,000 records.
 
     Returns:
-        The body, encoded.
+        The body, encoded, and how many records it holds.
 
     Raises:
         ValidationError: A record is invalid (naming its position and field), there are none,
@@ -134,7 +134,7 @@ def bulk_json_body(key: str, records: Iterable[BulkRecord]) -> BodyFactory:
         wire.append(bulk_record(record, kind, position=position))
     if not wire:
         raise ValidationError("at least one record is needed", field=key)
-    return sized_json({key: wire}, key, hint=f"; use import_{key}() to split it")
+    return sized_json({key: wire}, key, hint=f"; use import_{key}() to split it"), len(wire)
 
 
 def delete_body(key: str, ids: Iterable[str]) -> BodyFactory:

@@ -32,6 +32,7 @@ from ._lifecycle import Lifecycle
 from ._models import Company, Job, JobStatus
 from ._retry import RetryPolicy
 from ._syncs import SyncCalls
+from ._telemetry import count
 from ._transport import Transport
 from ._validation import require_id
 from .governors._local import Governor
@@ -251,8 +252,11 @@ class AsyncAnalytex(SyncCalls):
 
     async def _bulk_json(self, path: str, key: str, records: Iterable[BulkRecord]) -> Job:
         self._check_open()
-        response = await self._transport.request("POST", path, body=bulk_json_body(key, records))
-        return job_of(response, f"POST {path}", self._transport.redact)
+        body, rows = bulk_json_body(key, records)
+        response = await self._transport.request("POST", path, body=body)
+        job = job_of(response, f"POST {path}", self._transport.redact)
+        count("analytex.rows.sent", "user" if key == "users" else "company", rows)
+        return job
 
     async def bulk_identify(self, users: Iterable[BulkRecord]) -> Job:
         """Submit up to 10,000 user updates as one JSON bulk job.

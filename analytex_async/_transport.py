@@ -33,7 +33,7 @@ from ._errors import (
     error_class_for,
 )
 from ._retry import RetryPolicy, parse_retry_after
-from ._telemetry import ApiCall
+from ._telemetry import ApiCall, waiting
 from ._types import BodyFactory, Content, RequestSlots
 from ._version import __version__
 
@@ -254,7 +254,11 @@ class Transport:
         if 300 <= response.status_code < 400:
             location = self.redact(response.headers.get("location", ""))
             message += f"; redirect to {location!r:.200} not followed"
-        if response.status_code == 401 and self._api_key.startswith(APP_TOKEN_PREFIX):
+        if (
+            response.status_code == 401
+            and self._api_key.startswith(APP_TOKEN_PREFIX)
+            and "app token" not in message  # the server may say so itself (the emulator does)
+        ):
             message += f"; {APP_TOKEN_HINT}"
         if request_id:
             message += f" [request id {request_id}]"
@@ -349,7 +353,8 @@ class Transport:
             try:
                 async with AsyncExitStack() as stack:
                     if window is not None:
-                        await stack.enter_async_context(window.slot())
+                        with waiting("rate"):
+                            await stack.enter_async_context(window.slot())
                     await stack.enter_async_context(self._in_flight)
                     # Never follow a redirect, even with a caller's client configured to:
                     # the Authorization header must not travel to another host.

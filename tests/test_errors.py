@@ -29,6 +29,8 @@ from analytex_async import (
     RateLimitError,
     RetryPolicy,
 )
+from analytex_async.emulator import Emulator
+from analytex_async.testing import EMULATED_BASE_URL, EmulatorTransport
 
 from ._net import free_port
 from .conftest import API_KEY, BASE_URL, NO_WAIT
@@ -207,6 +209,18 @@ async def test_a_401_for_an_app_token_says_to_use_the_api_key(router: respx.Mock
     assert "looks like an app token" in str(info.value)
     assert "Environment settings" in str(info.value)
     assert "NX-98ii14b" not in str(info.value)
+
+
+async def test_the_app_token_hint_is_said_once_when_the_server_says_it_too() -> None:
+    emulator = Emulator(api_keys=["sk_real"])
+    http = httpx.AsyncClient(transport=EmulatorTransport(emulator))
+    async with (
+        http,
+        AsyncAnalytex(api_key="NX-98ii14b", base_url=EMULATED_BASE_URL, http_client=http) as client,
+    ):
+        with pytest.raises(AuthenticationError) as info:
+            await client.track("u1", "e")
+    assert str(info.value).count("app token") == 1, str(info.value)
 
 
 async def test_a_401_for_an_api_key_has_no_app_token_hint(router: respx.MockRouter) -> None:

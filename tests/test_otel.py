@@ -243,6 +243,28 @@ async def test_the_seconds_waited_for_the_rate_are_the_governors(otel: Telemetry
     assert point.sum == pytest.approx(10, abs=0.5)
 
 
+@pytest.mark.parametrize("anyio_backend", [trio_mock_clock()])
+async def test_the_seconds_waited_for_a_real_time_window_are_counted(otel: Telemetry) -> None:
+    # Two identifies a minute: the third waits a minute for the window (mock clock).
+    emulator = Emulator(**FAST)
+    async with EmulatedAnalytex(emulator, requests_per_minute=2) as analytex:
+        for n in range(3):
+            await analytex.client.identify(f"u{n}")
+    (point,) = otel.points()["analytex.rate.wait"]
+    assert point.count == 3
+    assert point.sum == pytest.approx(60, abs=1)
+
+
+async def test_every_wait_for_a_job_is_counted_also_outside_an_import(otel: Telemetry) -> None:
+    emulator = Emulator(**FAST)
+    async with EmulatedAnalytex(emulator, **FAST) as analytex:
+        job = await analytex.client.bulk_identify([{"user_id": "u1"}])
+        await analytex.client.wait_for_job(job.job_id)
+    found = otel.points()
+    assert total(found["analytex.job.wait"]) == 1
+    assert total(found["analytex.rows.sent"], **{"analytex.record.kind": "user"}) == 1
+
+
 async def test_rejected_and_unchanged_rows_are_counted(otel: Telemetry, tmp_path: Path) -> None:
     emulator = Emulator(**FAST)
     users: list[Any] = [{"user_id": f"u{n}"} for n in range(20)]

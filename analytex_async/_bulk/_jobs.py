@@ -18,6 +18,7 @@ import httpx
 from .._errors import APIResponseValidationError
 from .._models import Job, JobStatus
 from .._retry import RetryPolicy
+from .._telemetry import waiting
 from .._transport import Transport
 
 logger = logging.getLogger("analytex_async")
@@ -118,6 +119,26 @@ async def wait_until_finished(
     Returns:
         The finished job (``failed`` included: what a failure means is the caller's to say).
     """
+    with waiting("job"):
+        return await _poll_until_finished(
+            fetch,
+            job,
+            rows_per_minute=rows_per_minute,
+            expected_rows=expected_rows,
+            on_poll=on_poll,
+            interval=interval,
+        )
+
+
+async def _poll_until_finished(
+    fetch: JobFetcher,
+    job: Job,
+    *,
+    rows_per_minute: float,
+    expected_rows: int | None,
+    on_poll: PollHook | None,
+    interval: float | None,
+) -> Job:
     job = await fetch(job.job_id)
     warned = False
     delay: float | None = None

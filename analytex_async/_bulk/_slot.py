@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from .._errors import APIConnectionError, APIError, NotFoundError
 from .._models import Job, JobStatus
 from .._retry import RetryPolicy
-from .._telemetry import waiting
 from .._transport import Transport
 from ..governors._local import Governor, JobSlot
 from ._jobs import fetch_job, fetch_jobs, is_finished, wait_until_finished
@@ -125,14 +124,13 @@ class JobTracker:
             Its finished state.
         """
         expected = self.job_rows.get(job.job_id, job.total_rows or self.default_rows)
-        with waiting("job"):
-            return await wait_until_finished(
-                self.get,
-                job,
-                rows_per_minute=self.rows_per_minute,
-                expected_rows=expected,
-                on_poll=self._on_poll,
-            )
+        return await wait_until_finished(
+            self.get,
+            job,
+            rows_per_minute=self.rows_per_minute,
+            expected_rows=expected,
+            on_poll=self._on_poll,
+        )
 
     def _log_finished(self, job: Job) -> None:
         rows = self.job_rows[job.job_id]
