@@ -168,12 +168,15 @@ class ImportCalls:
         identify's), retried, journaled and reported like any import.
 
         Args:
-            source: ``Event`` objects or mappings with the schema's fields, or a file (NDJSON,
-                or CSV with an ``event_type`` column, the schema's fields as columns, a
-                ``metadata`` column holding a JSON object and any other column a metadata
-                key). DataFrames, Arrow tables and ``.parquet`` files are read for users and
-                companies only: a table given here is a ``ValidationError`` (write it out as
-                NDJSON or CSV first).
+            source: ``Event`` objects or mappings with the schema's fields (a required field
+                given as ``None`` is missing: a ``Rejection`` naming it), a file (NDJSON, or CSV
+                with an ``event_type`` column, the schema's fields as columns, a ``metadata``
+                column holding a JSON object and any other column a metadata key), or a table
+                with the same columns: a pandas or polars DataFrame, a pyarrow ``Table`` or a
+                ``.parquet`` file (see ``import_users``), where a null is a missing cell, the
+                ``metadata`` column a struct, and ``inserted_at`` a timestamp with a zone (one
+                without is a ``Rejection`` naming the field, as a naive ``datetime`` is) or
+                ISO 8601 strings.
             batch_size: Events per file at most (1 to 10,000).
             wait: Wait for the last import jobs to finish before returning.
             on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
