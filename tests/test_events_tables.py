@@ -184,6 +184,23 @@ async def test_integer_ids_are_sent_as_their_decimal_strings(library: str) -> No
     }  # fmt: skip
 
 
+async def test_a_pandas_screen_size_column_with_nulls_is_sent_as_whole_numbers() -> None:
+    frame = pd.DataFrame(
+        {
+            "event_type": ["page_view", "track"],
+            "user_id": ["u1", "u1"],
+            "hostname": ["h", None],
+            "pathname": ["/", None],
+            "event_name": [None, "e"],
+            "screen_width": [1280, None],  # float64: 1280.0 and NaN
+            "inserted_at": ["2024-07-28T08:55:35Z", "2024-07-28T08:55:36Z"],
+        }
+    )
+    assert frame["screen_width"].dtype == "float64"
+    lines = list(wire(await collect(frame, "event")))
+    assert [line.get("screen_width") for line in lines if isinstance(line, dict)] == [1280, None]
+
+
 def naive_times(library: str) -> Any:
     native = {
         "event_type": ["track", "track"],

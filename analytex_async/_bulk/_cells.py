@@ -13,8 +13,8 @@ becomes what the API takes:
   ``Decimal`` its string;
 * an id must be a string or an integer (written as its decimal string);
 * an event's ``inserted_at`` timestamp keeps its zone, so that the event check refuses one
-  without (ambiguous, as a naive ``datetime`` is everywhere); its other fields are read as
-  metadata cells are, for the event check to judge;
+  without (ambiguous, as a naive ``datetime`` is everywhere); a whole float screen size is its
+  integer; its other fields are read as metadata cells are, for the event check to judge;
 * anything else (lists, bytes, timedeltas, nested structs, a float id) makes the whole row a
   record with ``error`` set, naming the column, so that it becomes a ``Rejection``.
 
@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._errors import ValidationError
+from .._events import CLIENT_NUMBER_FIELDS
 from .._types import RecordKind
 from ._parsers import SourceRecord
 from ._records import MISSING, EventColumns
@@ -182,7 +183,12 @@ class _TableEventCells:
             return _id(cell, name)
         if name == "inserted_at":
             return _event_time(cell)
-        return metadata_value(cell, name)
+        value = metadata_value(cell, name)
+        if name in CLIENT_NUMBER_FIELDS and type(value) is float and value.is_integer():
+            # pandas stores an integer column with a null as floats: a mixed table of events
+            # leaves screen sizes null on most rows.
+            return int(value)
+        return value
 
     def metadata(self, cell: object) -> object:
         metadata: dict[str, Any] = {}
