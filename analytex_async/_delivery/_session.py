@@ -84,6 +84,7 @@ class DeliverySession:
         self._scope = anyio.CancelScope()
         self._stopped = anyio.Event()
         self._left_in_file: dict[Path, int] = {}
+        self._done_files: list[ClaimedFile] = []  # replayed files whose records all ended
         self._tasks: TaskGroup | None = None
         self._closed = False
 
@@ -120,7 +121,16 @@ class DeliverySession:
         self._left_in_file[claimed.path] -= 1
         if self._left_in_file[claimed.path] == 0 and self._tasks is not None:
             del self._left_in_file[claimed.path]
-            self._tasks.start_soon(claimed.remove)
+            self._done_files.append(claimed)
+            self._tasks.start_soon(self._remove, claimed)
+
+    async def _remove(self, claimed: ClaimedFile) -> None:
+        """Delete a replayed file whose records all ended (idempotent: close does it too)."""
+        try:
+            await claimed.remove()
+        except OutboxError as exc:
+            # It stays, locked until close: the next start replays it (its records again).
+            logger.error("background delivery could not remove a replayed file: %s", exc)  # noqa: TRY400 -- the message says it all
 
     async def _run(self) -> None:
         try:
@@ -180,6 +190,10 @@ class DeliverySession:
             if self._tasks is not None:
                 await self._stopped.wait()
             await self._put_aside(list(self.queue.unsettled()))
+            # A removal started as the last records ended may not have run yet: closing the
+            # outbox releases the files, and one left would be replayed (sent again) later.
+            for claimed in self._done_files:
+                await self._remove(claimed)
             if self.outbox is not None:
                 await self.outbox.aclose()
         return self.stats()
