@@ -26,6 +26,7 @@ from ._delivery._session import BulkRoute, DeliverySession
 from ._models import ImportResult, Job
 from ._retry import RetryPolicy
 from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
+from ._telemetry import load_opentelemetry
 from ._transport import Transport
 from ._types import RecordKind, RequestSlots, SharedReach
 from .governors._local import Governor, KeyScoped, RowGovernor
@@ -89,6 +90,7 @@ class Lifecycle:
             first_governor,
         )
         self.runtimes = RuntimeSlot(self._build)
+        load_opentelemetry()  # here, not on the event loop at the first request
         self._session: DeliverySession | None = None
         self._last_session: DeliverySession | None = None
         self._tasks: TaskGroup | None = None

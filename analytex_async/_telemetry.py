@@ -92,6 +92,16 @@ def use_opentelemetry(enabled: bool = True) -> None:
     _api.loaded = not enabled
 
 
+def load_opentelemetry() -> None:
+    """Import OpenTelemetry's API now, if it is installed and not imported yet.
+
+    A client calls it when it is made (at an application's start-up): the import takes some
+    milliseconds, which a first request must not spend with the event loop blocked.
+    """
+    if not _api.loaded:
+        _api.load()
+
+
 def opentelemetry_available() -> bool:
     """Whether the OpenTelemetry API can be used (installed, and not turned off)."""
     if not _api.loaded:

@@ -370,6 +370,21 @@ def test_the_sdk_works_with_opentelemetry_absent() -> None:
     assert out.strip() == "ok"
 
 
+def test_the_api_is_imported_when_the_client_is_made_not_at_its_first_request() -> None:
+    """Importing OpenTelemetry takes milliseconds: not on the event loop, in a request."""
+    out = run_python(
+        """
+        import sys
+        import analytex_async
+        assert "opentelemetry.trace" not in sys.modules  # importing the SDK costs nothing
+        analytex_async.AsyncAnalytex(api_key="sk_test")
+        assert "opentelemetry.trace" in sys.modules
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
 def test_an_application_that_configures_opentelemetry_after_the_client_gets_everything() -> None:
     out = run_python(
         """
