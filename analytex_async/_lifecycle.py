@@ -24,9 +24,9 @@ from ._config import api_key_hash
 from ._delivery._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 from ._delivery._session import BulkRoute, DeliverySession
 from ._models import ImportResult, Job
+from ._otel import load_opentelemetry
 from ._retry import RetryPolicy
 from ._runtime import TWO_LOOPS, Runtime, RuntimeSlot, current_loop
-from ._telemetry import load_opentelemetry
 from ._transport import Transport
 from ._types import RecordKind, RequestSlots, SharedReach
 from .governors._local import Governor, KeyScoped, RowGovernor

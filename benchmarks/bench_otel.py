@@ -7,7 +7,7 @@ sockets, so the SDK's own cost is as large a share of each call as it can be), i
   provider set (the application did not configure OpenTelemetry): the SDK looks the providers
   up on every call, finds the API's proxies and records nothing;
 * **disabled**: the telemetry module forced to its "not installed" path
-  (``_telemetry.use_opentelemetry(False)``), as without the ``otel`` extra.
+  (``_otel.use_opentelemetry(False)``), as without the ``otel`` extra.
 
 A last, informative row times the telemetry of one API call alone (``ApiCall``: enter, one
 attempt, exit) in both modes, in microseconds.
@@ -39,7 +39,7 @@ import anyio
 from _table import Table, verdict
 from _workload import describe_machine, user_rows
 
-from analytex_async import _telemetry
+from analytex_async import _otel, _telemetry
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -86,7 +86,7 @@ async def bulk(rows: int) -> float:
 
 def overhead_us(telemetry_on: bool, calls: int = 100_000) -> float:
     """Microseconds the telemetry of one API call costs: its span, metrics and log fields."""
-    _telemetry.use_opentelemetry(telemetry_on)
+    _otel.use_opentelemetry(telemetry_on)
     base_url, path = "http://127.0.0.1", "/v1/identify"
     started = time.perf_counter()
     for _ in range(calls):
@@ -96,7 +96,7 @@ def overhead_us(telemetry_on: bool, calls: int = 100_000) -> float:
 
 
 def measure(work: Callable[[], Awaitable[float]], telemetry_on: bool) -> float:
-    _telemetry.use_opentelemetry(telemetry_on)
+    _otel.use_opentelemetry(telemetry_on)
     gc.collect()
     return anyio.run(work)
 
@@ -108,11 +108,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
 
-    _telemetry.use_opentelemetry(True)
-    if not _telemetry.opentelemetry_available():
+    _otel.use_opentelemetry(True)
+    if not _otel.opentelemetry_available():
         print("opentelemetry-api is not installed: install the otel extra to run this benchmark")
         return 1
-    if _telemetry.tracer() is not None or _telemetry.instruments() is not None:
+    if _otel.tracer() is not None or _otel.instruments() is not None:
         print("a tracer or meter provider is configured: this benchmark needs none")
         return 1
 
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
     off_us = min(overhead_us(False) for _ in range(3))
     on_us = min(overhead_us(True) for _ in range(3))
     table.add("telemetry per API call (us)", f"{off_us:.2f}", f"{on_us:.2f}", "", "", "", met=None)
-    _telemetry.use_opentelemetry(True)
+    _otel.use_opentelemetry(True)
     table.print()
     return verdict(table.ok)
 

@@ -32,7 +32,7 @@ from analytex_async import (
     AsyncAnalytex,
     BadRequestError,
     DeliveryPolicy,
-    _telemetry,
+    _otel,
 )
 from analytex_async.emulator import Emulator
 from analytex_async.governors import RowGovernor
@@ -101,7 +101,7 @@ def providers() -> Iterator[Telemetry]:
     yield Telemetry(exporter, reader)
     # The global providers stay set for the rest of the process: the tests after these ones
     # run as without OpenTelemetry, not recording every request into memory.
-    _telemetry.use_opentelemetry(False)
+    _otel.use_opentelemetry(False)
     tracer_provider.shutdown()
     meter_provider.shutdown()
 
@@ -350,7 +350,7 @@ def test_the_sdk_works_with_opentelemetry_absent() -> None:
         import sys
         sys.modules["opentelemetry"] = None  # as if it were not installed
         import anyio
-        from analytex_async import _telemetry
+        from analytex_async import _otel
         from analytex_async.testing import EmulatedAnalytex
         from analytex_async.emulator import Emulator
 
@@ -362,7 +362,7 @@ def test_the_sdk_works_with_opentelemetry_absent() -> None:
                 await a.client.background.flush()
 
         anyio.run(main)
-        assert not _telemetry.opentelemetry_available()
+        assert not _otel.opentelemetry_available()
         assert not any(name.startswith("opentelemetry.") for name in sys.modules)
         print("ok")
         """

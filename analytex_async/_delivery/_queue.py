@@ -21,7 +21,8 @@ from typing import Any, Literal
 import anyio
 
 from .._errors import QueueFullError
-from .._telemetry import count, watch_queue
+from .._otel import watch_queue
+from .._telemetry import count
 from ._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 
 logger = logging.getLogger("analytex_async")
