@@ -155,11 +155,15 @@ class BulkOverflow:
 
     async def _watch(self) -> None:
         while True:
-            with anyio.move_on_after(1.0):
+            if not self.queue.identifies:
+                # Idle: nothing to route until a record arrives (no timer wakes an idle client).
                 await self.queue.wait_changed()
-            if len(self.queue.identifies) > 0:
-                self.route(await self._reach())
+                continue
+            self.route(await self._reach())
             await anyio.sleep(ROUTE_INTERVAL)
+            # What the window can reach changes with time: look again at least every second.
+            with anyio.move_on_after(1.0 - ROUTE_INTERVAL):
+                await self.queue.wait_changed()
 
     async def _send(self, kind: RecordKind, batch: list[tuple[Entry, dict[str, Any]]]) -> None:
         tries = 0
