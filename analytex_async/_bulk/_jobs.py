@@ -120,47 +120,28 @@ async def wait_until_finished(
         The finished job (``failed`` included: what a failure means is the caller's to say).
     """
     with waiting("job"):
-        return await _poll_until_finished(
-            fetch,
-            job,
-            rows_per_minute=rows_per_minute,
-            expected_rows=expected_rows,
-            on_poll=on_poll,
-            interval=interval,
-        )
-
-
-async def _poll_until_finished(
-    fetch: JobFetcher,
-    job: Job,
-    *,
-    rows_per_minute: float,
-    expected_rows: int | None,
-    on_poll: PollHook | None,
-    interval: float | None,
-) -> Job:
-    job = await fetch(job.job_id)
-    warned = False
-    delay: float | None = None
-    while not is_finished(job):
-        if job.status is JobStatus.UNKNOWN and not warned:
-            warned = True
-            logger.warning(
-                "job %s has a status this SDK does not know (%r); waiting for it to finish "
-                "or for its rows to complete",
-                job.job_id,
-                job.raw.get("status"),
-            )
-        if on_poll is not None:
-            outcome = on_poll(job)
-            if inspect.isawaitable(outcome):
-                await outcome
-        delay = interval or poll_interval(
-            job, rows_per_minute=rows_per_minute, expected_rows=expected_rows, previous=delay
-        )
-        await anyio.sleep(delay)
         job = await fetch(job.job_id)
-    return job
+        warned = False
+        delay: float | None = None
+        while not is_finished(job):
+            if job.status is JobStatus.UNKNOWN and not warned:
+                warned = True
+                logger.warning(
+                    "job %s has a status this SDK does not know (%r); waiting for it to finish "
+                    "or for its rows to complete",
+                    job.job_id,
+                    job.raw.get("status"),
+                )
+            if on_poll is not None:
+                outcome = on_poll(job)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            delay = interval or poll_interval(
+                job, rows_per_minute=rows_per_minute, expected_rows=expected_rows, previous=delay
+            )
+            await anyio.sleep(delay)
+            job = await fetch(job.job_id)
+        return job
 
 
 def job_path(job_id: str) -> str:

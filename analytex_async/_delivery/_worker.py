@@ -106,7 +106,7 @@ class DeliveryWorker:
         # Send tasks started for a lane that have not taken their record yet: a lane starts a
         # task only for a record no task is already on its way to take, so no task holds a
         # window slot (which the window counts for a whole period) only to find nothing.
-        self._takers: dict[int, int] = {}
+        self._takers: dict[DeliveryKind, int] = {}
 
     async def run(self) -> None:
         """Deliver until cancelled (the client cancels it when it closes)."""
@@ -115,15 +115,14 @@ class DeliveryWorker:
             tasks.start_soon(self._lane, tasks, self.queue.tracks, "track")
 
     async def _lane(self, tasks: TaskGroup, lane: deque[Entry], kind: DeliveryKind) -> None:
-        key = id(lane)
-        self._takers[key] = 0
+        self._takers[kind] = 0
         while True:
-            await self.queue.wait_for_more(lane, lambda: self._takers[key])
+            await self.queue.wait_for_more(lane, lambda: self._takers[kind])
             await self._slots.acquire()
-            if len(lane) <= self._takers[key]:  # overflow or a drain took it meanwhile
+            if len(lane) <= self._takers[kind]:  # overflow or a drain took it meanwhile
                 self._slots.release()
                 continue
-            self._takers[key] += 1
+            self._takers[kind] += 1
             tasks.start_soon(self._deliver_next, lane, kind)
 
     async def _deliver_next(self, lane: deque[Entry], kind: DeliveryKind) -> None:
@@ -132,7 +131,7 @@ class DeliveryWorker:
             window = self._window(kind)
             async with window.slot() if window is not None else contextlib.nullcontext():
                 entry = self.queue.take(lane)
-                self._takers[id(lane)] -= 1
+                self._takers[kind] -= 1
                 taking = False
                 if entry is None:
                     return  # taken by bulk overflow, or merged, while this task waited
@@ -143,7 +142,7 @@ class DeliveryWorker:
                 await self._retry(entry, error)
         finally:
             if taking:  # cancelled while waiting for the window
-                self._takers[id(lane)] -= 1
+                self._takers[kind] -= 1
             self._slots.release()
 
     async def _attempt(self, entry: Entry) -> Exception | None:
