@@ -34,6 +34,23 @@ def sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
     Raises:
         ValidationError: The encoded body is over the API's 50 MB.
     """
+    return bytes_body(checked_json(body, field, hint=hint), "application/json")
+
+
+def checked_json(body: object, field: str, *, hint: str = "") -> bytes:
+    """Encode a checked JSON body, refusing one the API would answer with 413.
+
+    Args:
+        body: The checked body.
+        field: The field to name when it is too large.
+        hint: What to do instead, appended to the message.
+
+    Returns:
+        The encoded body.
+
+    Raises:
+        ValidationError: The encoded body is over the API's 50 MB.
+    """
     content = encode_json(body)
     if len(content) > MAX_REQUEST_BYTES:
         raise ValidationError(
@@ -41,7 +58,7 @@ def sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
             f"{MAX_REQUEST_BYTES:,}-byte limit{hint}",
             field=field,
         )
-    return bytes_body(content, "application/json")
+    return content
 
 
 def _with_metadata(body: dict[str, Any], metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ._bulk._jobs import fetch_job, wait_until_finished
 from ._bulk._options import ImportOptions, RejectionCallback
 from ._bulk._pipeline import ImportRun
 from ._config import api_key_hash
+from ._delivery._outboxes import open_outbox
 from ._delivery._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
 from ._delivery._session import BulkRoute, DeliverySession
 from ._models import ImportResult, Job
@@ -172,6 +173,12 @@ class Lifecycle:
             "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
         )
 
+    def _quick_identify_reach(self) -> int | None:
+        window = self.runtimes.get().windows.identify
+        if isinstance(window, RequestWindow):
+            return window.reachable_within(self.delivery.max_delay)
+        return None  # a shared window is asked by ``_identify_reach``, off the handler's path
+
     async def _identify_reach(self) -> int:
         window = self.runtimes.get().windows.identify
         max_delay = self.delivery.max_delay
@@ -207,7 +214,10 @@ class Lifecycle:
         on_accepted: Callable[[tuple[int, ...], Job], None],
         on_invalid: RejectionCallback,
     ) -> ImportResult:
-        """Send checked records through the bulk pipeline as JSON bodies, waiting for the jobs.
+        """Send checked records through the bulk pipeline, waiting for the jobs.
+
+        Multipart NDJSON uploads, each with a file name unique to its batch: after a lost
+        answer the pipeline adopts the job it finds by that name instead of sending again.
 
         Args:
             kind: Users or companies.
@@ -219,9 +229,7 @@ class Lifecycle:
             The import's result.
         """
         runtime = self.runtimes.get()
-        options = ImportOptions(
-            wait=True, on_invalid=on_invalid, body="json", on_accepted=on_accepted
-        )
+        options = ImportOptions(wait=True, on_invalid=on_invalid, on_accepted=on_accepted)
         run = ImportRun(
             runtime.transport,
             runtime.governor,
@@ -258,12 +266,18 @@ class Lifecycle:
         await tasks.__aenter__()
         bulk = None
         if self.requests_per_minute is not None:
-            bulk = BulkRoute(self.run_bulk, self.wait_job, self._identify_reach)
+            bulk = BulkRoute(
+                self.run_bulk, self.wait_job, self._identify_reach, self._quick_identify_reach
+            )
+        outbox = None
+        if self.delivery.outbox is not None:
+            outbox = open_outbox(self.delivery.outbox, api_key_hash(self._key))
         session = DeliverySession(
             self.delivery,
             self.send_once,
             concurrency=self.max_concurrency,
             window=self.window_of,
+            outbox=outbox,
             bulk=bulk,
         )
         try:

@@ -48,6 +48,35 @@ def current_loop() -> object:
         ) from None
 
 
+def loop_finished(loop: object) -> bool:
+    """Whether an event loop a runtime was built for can no longer run anything of it.
+
+    A call still in flight when its loop ended (``asyncio.run`` returned while a request of
+    this client was out) leaves its counts behind; they must not block the next loop.
+
+    Args:
+        loop: An asyncio loop, or trio's run token.
+
+    Returns:
+        True for an asyncio loop that is closed or no longer running, and for a trio token
+        whose run has finished.
+    """
+    is_closed = getattr(loop, "is_closed", None)
+    if callable(is_closed):  # asyncio
+        return bool(is_closed()) or not loop.is_running()  # type: ignore[attr-defined]
+    run_sync_soon = getattr(loop, "run_sync_soon", None)
+    if callable(run_sync_soon):  # trio: a finished run refuses new callbacks
+        try:
+            run_sync_soon(_nothing)
+        except RuntimeError:  # trio.RunFinishedError
+            return True
+    return False
+
+
+def _nothing() -> None:
+    """A callback that does nothing (to ask a trio run whether it still runs)."""
+
+
 @attrs.define
 class Runtime:
     """The loop-bound part of a client.
@@ -109,7 +138,7 @@ class RuntimeSlot:
             if current.loop is None:  # made before any loop ran: this loop is its first
                 current.loop = loop
                 return current
-            if current.busy:
+            if current.busy and not loop_finished(current.loop):
                 raise RuntimeError(TWO_LOOPS)
         self._current = self._build(pid, loop, current is None)
         return self._current

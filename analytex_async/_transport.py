@@ -34,7 +34,7 @@ from ._errors import (
 )
 from ._retry import RetryPolicy, parse_retry_after
 from ._telemetry import ApiCall, waiting
-from ._types import BodyFactory, Content, RequestSlots
+from ._types import BodyFactory, Content, Pausable, RequestSlots
 from ._version import __version__
 
 logger = logging.getLogger("analytex_async")
@@ -359,6 +359,10 @@ class Transport:
                     # Never follow a redirect, even with a caller's client configured to:
                     # the Authorization header must not travel to another host.
                     response = await self.http_client.send(request, follow_redirects=False)
+                    if response.status_code == 429 and isinstance(window, Pausable):
+                        # Before the slot is given back: the window owns 429s (one pause, then
+                        # one probe), so no waiter slips through and draws another.
+                        window.pause(policy.delay(attempt - 1, parse_retry_after(response.headers)))
             except httpx.RequestError as exc:
                 elapsed = anyio.current_time() - first_started
                 error = self._connection_error(request, path, exc, attempt, elapsed)

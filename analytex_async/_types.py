@@ -35,3 +35,12 @@ class SharedReach(Protocol):
     async def reachable_within(self, seconds: float) -> int:
         """How many more requests could start within ``seconds`` from now."""
         ...
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    """A request window a 429 can pause: every request waits out the pause, then one probes."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back ``seconds`` from now, then let one probe through."""
+        ...

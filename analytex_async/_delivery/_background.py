@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._bodies import identify_body, identify_company_body, sized_json, track_body
+from .._bodies import checked_json, identify_body, identify_company_body, track_body
 from .._models import Company
 from ._policy import DeliveryStats
 from ._session import DeliverySession
@@ -22,9 +22,11 @@ class BackgroundDelivery:
 
     ``identify``, ``identify_company`` and ``track`` validate their arguments at once (bad
     input raises ``ValidationError`` here, before anything is queued) and return ``None``
-    without awaiting anything; the client's worker delivers the record within the account's
-    budgets, merging identifies of the same user while they wait. See ``DeliveryPolicy`` for
-    the queue, shutdown and outbox, and ``DeliveryStats`` for the counters.
+    without awaiting anything; the client's senders deliver the record within the account's
+    budgets, each user's (and company's) records in the order they were handed over, merging
+    an identify into its user's earlier one while that one is not sent yet. See
+    ``DeliveryPolicy`` for the queue, shutdown and outbox, and ``DeliveryStats`` for the
+    counters.
 
     Not created by users: it is ``AsyncAnalytex.background``.
 
@@ -52,7 +54,7 @@ class BackgroundDelivery:
 
     def _open(self) -> DeliverySession:
         session = self._session()
-        if session is None or not session.queue.open:
+        if session is None or not session.ledger.open:
             raise RuntimeError(NOT_OPEN)
         return session
 
@@ -77,8 +79,8 @@ class BackgroundDelivery:
         """
         session = self._open()
         body = identify_body(user_id, metadata, company)
-        sized_json(body, "metadata")
-        session.queue.admit("identify", body["user_id"], body)
+        size = len(checked_json(body, "metadata"))
+        session.ledger.admit("identify", body["user_id"], body, size)
 
     def identify_company(
         self, company_id: str, *, metadata: Mapping[str, Any] | None = None
@@ -96,8 +98,8 @@ class BackgroundDelivery:
         """
         session = self._open()
         body = identify_company_body(company_id, metadata)
-        sized_json(body, "metadata")
-        session.queue.admit("identify_company", body["company_id"], body)
+        size = len(checked_json(body, "metadata"))
+        session.ledger.admit("identify_company", body["company_id"], body, size)
 
     def track(
         self, user_id: str, event_name: str, *, metadata: Mapping[str, Any] | None = None
@@ -116,8 +118,8 @@ class BackgroundDelivery:
         """
         session = self._open()
         body = track_body(user_id, event_name, metadata)
-        sized_json(body, "metadata")
-        session.queue.admit("track", body["user_id"], body)
+        size = len(checked_json(body, "metadata"))
+        session.ledger.admit("track", body["user_id"], body, size)
 
     async def flush(self, timeout: float | None = None) -> DeliveryStats:
         """Wait until every record handed over before this call is delivered or failed.

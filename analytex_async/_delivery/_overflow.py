@@ -1,35 +1,42 @@
 """Bulk overflow: identifies the real-time window cannot carry within ``max_delay``.
 
-An account has two budgets: 600 real-time requests a minute and 1,200 bulk rows a minute. When
-more identifies wait than the identify window can send within ``DeliveryPolicy.max_delay``, the
-ones beyond that go out together through the bulk API (``/v1/users/bulk_identify``,
-``/v1/companies/bulk_identify``, JSON bodies) under the row governor and the one-job-at-a-time
-rule: the bulk pipeline does the batching (10,000 records, 50 MB), the 409 wait-and-resend and
-the 413 split. A record sent that way counts as delivered when its job completes, as failed
-when its job fails.
+An account has two budgets: 600 real-time requests a minute and 1,200 bulk rows a minute. An
+identify that becomes ready (the head of its chain) while more identifies are ready than the
+identify window can start within ``DeliveryPolicy.max_delay`` goes to a bulk lane instead: the
+choice is made once per record, as it becomes ready, in O(1) (no rescans of what waits).
+
+The bulk sender takes up to 10,000 records of a bulk lane at a time and hands them to the bulk
+pipeline as a multipart NDJSON upload with a file name unique to the batch, under the row governor
+and the one-job-at-a-time rule: the pipeline batches (10,000 records, 50 MB), waits out a 409 and
+resends, splits after a 413, and after a lost answer adopts the job it finds by that file name
+(no duplicate job). A record sent that way is ``IN_JOB`` until its job finishes: delivered when it
+completed, failed when it failed; its chain's next record waits until then, so a newer value never
+lands before an older one.
 
 An identify stays real-time when the bulk API would refuse it or change its meaning: its
-metadata is not primitives only, its company carries more than an ``id``, or tracks of the same
-user are queued after it (they must follow its answer, and a bulk job's outcome comes minutes
-later).
+metadata is not primitives only, its company carries more than an ``id``, or records of the same
+user wait behind it (they must follow its answer, and a bulk job's outcome comes minutes later).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from .._bulk._jobs import is_finished
 from .._bulk._options import RejectionCallback
+from .._constants import MAX_RECORDS
 from .._errors import ImportAbortedError, JobFailedError, ValidationError
 from .._models import ImportResult, Job, JobStatus, Rejection
 from .._types import RecordKind
 from .._validation import bulk_record
-from ._queue import DeliveryQueue, Entry
-from ._worker import RETRY_DELAYS, DeliveryWorker, describe, is_transient
+from ._ledger import Lane, Ledger, Record, State
+from ._senders import Failures, RealtimeSenders, describe, is_transient, retry_delay
 
 logger = logging.getLogger("analytex_async")
 
@@ -37,169 +44,205 @@ OnAccepted = Callable[[tuple[int, ...], Job], None]
 BulkRun = Callable[
     [RecordKind, list[dict[str, Any]], OnAccepted, RejectionCallback], Awaitable[ImportResult]
 ]
-"""Runs the bulk pipeline (JSON bodies, waiting for the jobs) over checked records."""
+"""Runs the bulk pipeline (multipart NDJSON, waiting for the jobs) over checked records."""
 
-ROUTE_INTERVAL = 0.25
-"""Seconds between two looks at the queue, at least."""
+REACH_FRESH = 0.25
+"""Seconds a reach estimate is used before it is asked again, while identifies are ready."""
+
+STALE_REACH = 1.0
+"""Seconds after which a reach estimate is asked again inline, at the first identify."""
+
+FORM_CHUNK = 500
+"""Records put in bulk form between two checkpoints (the event loop is never held long)."""
 
 KINDS: dict[str, RecordKind] = {"identify": "user", "identify_company": "company"}
 
+_PRIMITIVES = (str, int, float, bool, type(None))
 
-def bulk_form(entry: Entry) -> dict[str, Any] | None:
-    """The entry as a bulk record, or ``None`` when it must stay real-time.
+
+def could_go_bulk(record: Record) -> bool:
+    """A cheap look at whether the bulk API takes the record as real-time would send it.
 
     Args:
-        entry: A waiting entry.
+        record: A user or company identify.
+
+    Returns:
+        False when its company carries more than an ``id`` or its metadata is not primitives
+        only (the bulk sender still checks each record fully before it goes).
+    """
+    payload = record.payload
+    company = payload.get("company")
+    if company is not None and (len(company) != 1 or "id" not in company):
+        return False
+    metadata = payload.get("metadata")
+    return metadata is None or all(isinstance(v, _PRIMITIVES) for v in metadata.values())
+
+
+def bulk_form(record: Record) -> dict[str, Any] | None:
+    """The record as a bulk record, or ``None`` when it must stay real-time.
+
+    Args:
+        record: A user or company identify.
 
     Returns:
         The record with the bulk API's fields, checked by the bulk rules.
     """
-    kind = KINDS.get(entry.kind)
-    if kind is None or entry.tracks_after:
-        return None
-    payload = entry.payload
+    kind = KINDS[record.kind]
+    payload = record.payload
     if kind == "user":
+        form: dict[str, Any] = {"user_id": payload["user_id"]}
         company = payload.get("company")
-        if company is not None and set(company) != {"id"}:
-            return None
-        record: dict[str, Any] = {"user_id": payload["user_id"]}
         if company is not None:
-            record["company_id"] = company["id"]
+            form["company_id"] = company["id"]
     else:
-        record = {"company_id": payload["company_id"]}
+        form = {"company_id": payload["company_id"]}
     if "metadata" in payload:
-        record["metadata"] = payload["metadata"]
+        form["metadata"] = payload["metadata"]
     try:
-        return bulk_record(record, kind)
+        return bulk_record(form, kind)
     except ValidationError:
-        return None  # nested metadata, say: the bulk API refuses what real-time takes
+        return None  # the bulk API refuses what real-time takes (a long id, say)
 
 
 class BulkOverflow:
-    """Moves the identifies beyond the real-time window's reach to the bulk API.
+    """Routes the identifies beyond the window's reach to the bulk API, and sends them there.
 
     Args:
-        queue: The delivery queue.
-        worker: Its worker (for failures and ``on_error``).
+        ledger: The ledger (it asks ``route`` as identifies become ready).
+        senders: The real-time senders (how many identifies they started, for the estimate).
+        failures: Where permanent failures go.
+        max_delay: Seconds an identify may wait for the window before it goes bulk.
         run_bulk: Runs the bulk pipeline.
         wait_job: Waits until a job is finished (``is_finished``) and returns it.
-        reach: How many more identifies the real-time window can start within ``max_delay``.
+        reach: How many more identifies the window can start within ``max_delay``.
+        quick_reach: The same, without a request, when the window can tell at once.
     """
 
     def __init__(
         self,
-        queue: DeliveryQueue,
-        worker: DeliveryWorker,
+        ledger: Ledger,
+        senders: RealtimeSenders,
+        failures: Failures,
+        *,
         run_bulk: BulkRun,
         wait_job: Callable[[Job], Awaitable[Job]],
         reach: Callable[[], Awaitable[int]],
+        quick_reach: Callable[[], int | None],
     ) -> None:
-        self.queue = queue
-        self.worker = worker
+        self.ledger = ledger
+        self.senders = senders
+        self.failures = failures
         self._run_bulk = run_bulk
         self._wait_job = wait_job
         self._reach = reach
-        self._ready: dict[RecordKind, list[tuple[Entry, dict[str, Any]]]] = {
-            "user": [],
-            "company": [],
-        }
-        self._wake = anyio.Event()
+        self._quick_reach = quick_reach
+        self.lanes: dict[str, Lane] = {"identify": OrderedDict(), "identify_company": OrderedDict()}
+        self._estimate: int | None = None
+        self._estimated_at = -float("inf")
+        self._started_then = 0
+        self._has_work = anyio.Event()
 
-    def route(self, carried: int) -> int:
-        """Take the identifies the window cannot carry within ``max_delay``; how many moved.
+    # -- routing: called by the ledger, synchronously, as an identify becomes ready ----------
 
-        Identifies still waiting go in order: those past what the window can start within
-        ``max_delay`` would wait longer than that (an estimate: the window is shared with
-        awaited calls, and with other workers, which may take slots first).
+    def route(self, record: Record, followed: bool) -> Lane:
+        """The identify lane, or a bulk lane when the window cannot carry it in time.
 
         Args:
-            carried: How many more identifies the window can start within ``max_delay``.
+            record: A user or company identify that becomes the head of its chain.
+            followed: Records of the same key wait behind it.
 
         Returns:
-            How many identifies moved to the bulk route.
+            The lane.
         """
-        forms: dict[int, dict[str, Any]] = {}
-        seen = 0
-        if len(self.queue.identifies) <= carried:
-            return 0
+        identifies = self.ledger.identifies
+        if followed or len(identifies) < self._reach_now() or not could_go_bulk(record):
+            return identifies
+        self._has_work.set()
+        return self.lanes[record.kind]
 
-        def beyond_reach(entry: Entry) -> bool:
-            nonlocal seen
-            seen += 1
-            if seen <= carried:
-                return False
-            form = bulk_form(entry)
-            if form is None:
-                return False
-            forms[entry.seq] = form
-            return True
+    def _reach_now(self) -> int:
+        """How many more identifies the window starts within ``max_delay``, estimated."""
+        now = anyio.current_time()
+        if now - self._estimated_at > STALE_REACH:
+            quick = self._quick_reach()
+            if quick is not None:
+                self._remember(quick, now)
+        if self._estimate is None:
+            return 1 << 62  # a shared window not asked yet: the refresher asks it at once
+        return self._estimate - (self.senders.started - self._started_then)
 
-        moved = self.queue.extract_identifies(beyond_reach)
-        for entry in moved:
-            self._ready[KINDS[entry.kind]].append((entry, forms[entry.seq]))
-        if moved:
-            self._wake.set()
-        return len(moved)
+    def _remember(self, reach: int, now: float) -> None:
+        self._estimate, self._estimated_at = reach, now
+        self._started_then = self.senders.started
+
+    # -- sending -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Route and send until cancelled."""
+        """Keep the estimate fresh while identifies wait; send the bulk lanes; until cancelled."""
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._watch)
+            tasks.start_soon(self._refresh)
             while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                for kind, ready in self._ready.items():
-                    if ready:
-                        self._ready[kind] = []
-                        await self._send(kind, ready)
+                await self._has_work.wait()
+                self._has_work = anyio.Event()
+                for kind, lane in self.lanes.items():
+                    while lane:
+                        await self._send(KINDS[kind], lane)
 
-    async def _watch(self) -> None:
+    async def _refresh(self) -> None:
         while True:
-            if not self.queue.identifies:
-                # Idle: nothing to route until a record arrives (no timer wakes an idle client).
-                await self.queue.wait_changed()
-                continue
-            self.route(await self._reach())
-            await anyio.sleep(ROUTE_INTERVAL)
-            # What the window can reach changes with time: look again at least every second.
-            with anyio.move_on_after(1.0 - ROUTE_INTERVAL):
-                await self.queue.wait_changed()
+            # Idle: nothing to estimate until an identify waits (no timer wakes an idle client).
+            await self.ledger.wait_ready(self.ledger.identifies)
+            self._remember(await self._reach(), anyio.current_time())
+            await anyio.sleep(REACH_FRESH)
 
-    async def _send(self, kind: RecordKind, batch: list[tuple[Entry, dict[str, Any]]]) -> None:
+    async def _send(self, kind: RecordKind, lane: Lane) -> None:
+        records = self.ledger.take_many(lane, MAX_RECORDS)
+        batch: list[tuple[Record, dict[str, Any]]] = []
+        for number, record in enumerate(records, start=1):
+            form = bulk_form(record)
+            if form is None:
+                self.ledger.ready_again(record, self.ledger.identifies)
+            else:
+                batch.append((record, form))
+            if number % FORM_CHUNK == 0:
+                await anyio.lowlevel.checkpoint()
         tries = 0
         while batch:
             failure = await self._attempt(kind, batch)
-            batch = [(e, form) for e, form in batch if not e.settled and not e.via_bulk]
+            # What is still ``SENDING`` was neither accepted in a job nor refused.
+            batch = [(record, form) for record, form in batch if record.state is State.SENDING]
             if failure is None or not batch:
                 return
             if not is_transient(failure):
-                for entry, _ in batch:
-                    await self.worker.fail(entry, failure)
+                for record, _ in batch:
+                    await self.failures.fail(record, failure)
                 return
-            delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
             tries += 1
+            delay = retry_delay(tries)
             logger.warning(
                 "bulk overflow will be sent again in %.0f s: %s", delay, describe(failure)
             )
+            for record, _ in batch:
+                self.ledger.retrying(record)
             await anyio.sleep(delay)
+            batch = [(record, form) for record, form in batch if self.ledger.resume(record)]
 
     async def _attempt(
-        self, kind: RecordKind, batch: list[tuple[Entry, dict[str, Any]]]
+        self, kind: RecordKind, batch: list[tuple[Record, dict[str, Any]]]
     ) -> Exception | None:
         """Run the pipeline once over ``batch``; settle what it decided; its failure, if any."""
-        entries = [entry for entry, _ in batch]
-        by_job: dict[str, list[Entry]] = {}
-        refused: list[tuple[Entry, Rejection]] = []
+        records = [record for record, _ in batch]
+        by_job: dict[str, list[Record]] = {}
+        refused: list[tuple[Record, Rejection]] = []
 
         def accepted(positions: tuple[int, ...], job: Job) -> None:
-            taken = [entries[p] for p in positions]
-            for entry in taken:
-                entry.via_bulk = True
-                entry.mark_answered()
+            taken = [records[p] for p in positions]
+            for record in taken:
+                self.ledger.in_job(record)
             by_job[job.job_id] = taken
 
         def rejected(rejection: Rejection) -> None:
-            refused.append((entries[rejection.position], rejection))
+            refused.append((records[rejection.position], rejection))
 
         failure: Exception | None = None
         try:
@@ -207,22 +250,22 @@ class BulkOverflow:
         except ImportAbortedError as exc:
             result = exc.result
             failure = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-        for entry, rejection in refused:
-            await self.worker.fail(entry, ValidationError(rejection.reason))
+        for record, rejection in refused:
+            await self.failures.fail(record, ValidationError(rejection.reason))
         await self._settle_jobs(result, by_job)
         return failure
 
-    async def _settle_jobs(self, result: ImportResult, by_job: dict[str, list[Entry]]) -> None:
+    async def _settle_jobs(self, result: ImportResult, by_job: dict[str, list[Record]]) -> None:
         final = {job.job_id: job for job in result.jobs}
-        for job_id, entries in by_job.items():
+        for job_id, records in by_job.items():
             job = final.get(job_id, Job(job_id, JobStatus.UNKNOWN))
             tries = 0
             while not is_finished(job):
                 try:
                     job = await self._wait_job(job)
                 except Exception as exc:
-                    delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
                     tries += 1
+                    delay = retry_delay(tries)
                     logger.warning(
                         "bulk overflow job %s: asking again in %.0f s (%s)",
                         job_id,
@@ -230,8 +273,8 @@ class BulkOverflow:
                         describe(exc),
                     )
                     await anyio.sleep(delay)
-            for entry in entries:
+            for record in records:
                 if job.status is JobStatus.FAILED:
-                    await self.worker.fail(entry, JobFailedError(job))
+                    await self.failures.fail(record, JobFailedError(job))
                 else:
-                    self.queue.settle(entry, "delivered")
+                    self.ledger.settle(record, "delivered")

@@ -75,6 +75,7 @@ class RedisRequestWindow:
         self.limit = limit
         self.period = check_rate("period", period)
         self._local = RequestWindow(limit, self.period)
+        self.gate = self._local.gate  # a 429 pauses this process's requests, shared or local
 
     def __repr__(self) -> str:
         return f"RedisRequestWindow({self.rule!r}, limit={self.limit}, period={self.period:g})"
@@ -98,18 +99,34 @@ class RedisRequestWindow:
         require_asyncio("RedisRequestWindow")
         token = uuid.uuid4().hex
         keys = self._keys()
-        if not await self._take(keys, token):
+        try:
+            await self.gate.enter(token)
+            taken = await self._take(keys, token)
+        except BaseException:
+            self.gate.leave(token)
+            raise
+        if not taken:
+            self.gate.leave(token)  # the local window passes its own gate
             async with self._local.slot():
                 yield
             return
         try:
             yield
         finally:
+            self.gate.leave(token)
             await self.governor._shielded(
                 self.governor._scripts.window_finish,
                 keys,
                 [token, math.ceil(self.period * MICROS), ""],
             )
+
+    def pause(self, seconds: float) -> None:
+        """The server answered 429: hold this process's requests back, then probe once.
+
+        Args:
+            seconds: How long nothing may start (the response's ``Retry-After``).
+        """
+        self.gate.pause(seconds)
 
     async def reachable_within(self, seconds: float) -> int:
         """How many more requests could start within ``seconds`` from now, across every worker.

@@ -9,10 +9,16 @@ whatever the network latency. This is the strictest reading of "N per period": i
 fixed-window counters and token buckets of capacity N.
 
 Waiters are served first come, first served.
+
+**429s belong to the window.** A 429 means the server's window is full whatever ours says (another
+process, a restart): ``pause(seconds)`` holds every request of the window back until the
+``Retry-After``, then lets exactly one request through as a probe; the rest follow once the probe
+is answered (and wait again if it drew another 429). So one 429 never draws a wave of them.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +49,72 @@ def requests_within(seconds: float, limit: int, period: float, frees: list[float
     return sum(int((seconds - start) // period) + 1 for start in starts if start <= seconds)
 
 
+class PauseGate:
+    """What a 429 does to a window: a pause until its ``Retry-After``, then one probe.
+
+    Every request passes the gate before it takes a slot. After ``pause``, none passes until
+    the pause is over; then exactly one (the probe) passes, and the rest wait until it is
+    answered (``leave``): answered without a new pause, the gate opens; with one (another 429),
+    the next pause holds everyone back again.
+
+    Call ``pause`` before the answered request leaves the gate (or at least before the next
+    checkpoint), so that no waiter slips through between the answer and the pause.
+    """
+
+    def __init__(self) -> None:
+        self._until = -math.inf
+        self._pauses = 0  # how many 429s paused it (a probe compares before and after)
+        self._probe: object | None = None  # the probe's token while it is in flight
+        self._probe_pauses = 0  # ``_pauses`` when the probe passed
+        self._need_probe = False
+        self._left = anyio.Event()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back ``seconds`` from now, then let one probe through.
+
+        Args:
+            seconds: The pause, typically the 429's ``Retry-After`` (capped by the caller).
+        """
+        self._until = max(self._until, anyio.current_time() + max(seconds, 0.0))
+        self._pauses += 1
+        self._need_probe = True
+
+    @property
+    def paused(self) -> bool:
+        """Whether a 429 holds requests back now (or its probe is not answered yet)."""
+        return self._need_probe or anyio.current_time() < self._until
+
+    async def enter(self, token: object) -> None:
+        """Wait until a request may go: no pause, or its turn as the probe.
+
+        Args:
+            token: The request's token (given again to ``leave``).
+        """
+        while True:
+            now = anyio.current_time()
+            if now < self._until:
+                await anyio.sleep(self._until - now + 1e-6)
+            elif self._need_probe and self._probe is not None:
+                await self._left.wait()  # the probe's answer decides
+            else:
+                if self._need_probe:
+                    self._probe, self._probe_pauses = token, self._pauses
+                return
+
+    def leave(self, token: object) -> None:
+        """A request that passed the gate was answered (or given up).
+
+        Args:
+            token: The token it entered with.
+        """
+        if token is self._probe:
+            self._probe = None
+            if self._pauses == self._probe_pauses:  # no 429 since it passed: all may follow
+                self._need_probe = False
+            self._left.set()
+            self._left = anyio.Event()
+
+
 class RequestWindow:
     """At most ``limit`` requests in any ``period`` seconds.
 
@@ -62,6 +134,7 @@ class RequestWindow:
         self._in_flight = 0
         self._turn = anyio.Lock()  # FIFO among waiters
         self._released = anyio.Event()
+        self.gate = PauseGate()
 
     def __repr__(self) -> str:
         return f"RequestWindow(limit={self.limit}, period={self.period})"
@@ -70,8 +143,9 @@ class RequestWindow:
         while self._finished and now - self._finished[0] >= self.period:
             self._finished.popleft()
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, token: object) -> None:
         async with self._turn:
+            await self.gate.enter(token)
             while True:
                 now = anyio.current_time()
                 self._expire(now)
@@ -106,11 +180,43 @@ class RequestWindow:
         frees += [self.period] * self._in_flight
         return requests_within(seconds, self.limit, self.period, frees)
 
-    def _release(self) -> None:
+    def _release(self, token: object) -> None:
         self._in_flight -= 1
         self._finished.append(anyio.current_time())
+        self.gate.leave(token)
         self._released.set()
         self._released = anyio.Event()
+
+    def pause(self, seconds: float) -> None:
+        """The server answered 429: hold every request back ``seconds``, then probe once.
+
+        Args:
+            seconds: How long nothing may start (the response's ``Retry-After``).
+        """
+        self.gate.pause(seconds)
+
+    def answered_ages(self) -> list[float]:
+        """For each request answered within the last period, the seconds since its answer.
+
+        Requests in flight count as answered now. A client closing writes these to its outbox,
+        so that the next one (``seed``) starts from what the server still counts.
+
+        Returns:
+            The ages, oldest first.
+        """
+        now = anyio.current_time()
+        self._expire(now)
+        return [now - finished for finished in self._finished] + [0.0] * self._in_flight
+
+    def seed(self, ages: list[float]) -> None:
+        """Count requests another client made: each answered ``age`` seconds ago.
+
+        Args:
+            ages: The seconds since each answer (those older than the period are ignored).
+        """
+        now = anyio.current_time()
+        kept = sorted(now - age for age in ages if 0 <= age < self.period)
+        self._finished = deque(sorted([*self._finished, *kept]))
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -119,11 +225,16 @@ class RequestWindow:
         Yields:
             Nothing; send the request inside the block.
         """
-        await self._acquire()
+        token = object()
+        try:
+            await self._acquire(token)
+        except BaseException:
+            self.gate.leave(token)  # cancelled while waiting: a probe that never went
+            raise
         try:
             yield
         finally:
-            self._release()
+            self._release(token)
 
 
 class ClientWindows:

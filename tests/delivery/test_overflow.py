@@ -6,7 +6,6 @@ trio's MockClock, so minutes of rate cost nothing.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -66,12 +65,15 @@ async def test_identifies_beyond_the_window_overflow_to_bulk_and_all_arrive(
     assert emulator.users["u999"].company_id == "c1"
 
 
-async def test_the_bulk_body_is_json(emulator: Emulator) -> None:
-    bodies: list[tuple[str, dict[str, Any]]] = []
+async def test_the_bulk_upload_is_multipart_ndjson_with_a_file_name_of_its_own(
+    emulator: Emulator,
+) -> None:
+    """A named file lets a lost answer be looked up (no duplicate job), as for imports."""
+    types: list[str] = []
 
     async def spy(request: httpx.Request) -> None:
         if request.url.path == BULK:
-            bodies.append((request.headers["content-type"], json.loads(request.content)))
+            types.append(request.headers["content-type"].split(";")[0])
 
     http = httpx.AsyncClient(transport=EmulatorTransport(emulator), event_hooks={"request": [spy]})
     client = AsyncAnalytex(
@@ -81,10 +83,15 @@ async def test_the_bulk_body_is_json(emulator: Emulator) -> None:
     async with client:
         for n in range(5):
             client.background.identify(f"u{n}", metadata={"n": n})
-        await client.background.flush()
-    [(content_type, body)] = bodies
-    assert content_type == "application/json"
-    assert body == {"users": [{"user_id": f"u{n}", "metadata": {"n": n}} for n in (2, 3, 4)]}
+        stats = await client.background.flush()
+    assert types == ["multipart/form-data"]
+    [job] = emulator.jobs.values()
+    assert job.filename is not None
+    assert job.filename.endswith(".ndjson")
+    assert stats.via_bulk == 3
+    assert {u: emulator.users[u].metadata for u in ("u2", "u3", "u4")} == {
+        f"u{n}": {"n": n} for n in (2, 3, 4)
+    }
 
 
 @pytest.mark.parametrize(

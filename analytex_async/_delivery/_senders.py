@@ -1,0 +1,220 @@
+"""The real-time senders: one dispatcher per window, one short task per attempt.
+
+Each lane (identifies, tracks) has a dispatcher that keeps exactly one *taker* on its way: a
+task that first waits for a slot of the lane's window (holding nothing), then for the lane to
+hold a ready record (holding that one window slot: the only wait-while-holding, and it is on
+the lane's own window), then for a concurrency slot, and only then takes the lane's oldest ready
+record. As soon as it has one, the dispatcher starts the next taker. The attempt holds its window
+slot and its concurrency slot while the request is out and gives both back when it is answered.
+
+A transient failure (no answer, 408, 429, 5xx, a shared governor briefly away) sends the record
+to ``RETRYING``: a timer task makes it ready again after its delay, holding nothing. A 429 also
+pauses the whole window (``Pausable``) before the slot is given back, so the other records of
+the lane, and awaited calls, wait out the ``Retry-After``; then one probe goes first. Any other
+failure is permanent: the record settles as failed and ``on_error`` hears of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._errors import (
+    APIConnectionError,
+    APIStatusError,
+    GovernorUnavailableError,
+    InternalServerError,
+    RateLimitError,
+)
+from .._telemetry import waiting
+from .._types import Pausable, RequestSlots
+from ._ledger import Lane, Ledger, Record
+from ._policy import DeliveryKind, DeliveryPolicy
+
+logger = logging.getLogger("analytex_async")
+
+RealtimeSend = Callable[[DeliveryKind, Mapping[str, Any]], Awaitable[None]]
+"""Sends one real-time request: one attempt, the window already held by the caller."""
+
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+"""Seconds between tries of a record whose failure was transient (after the transport's own)."""
+
+MAX_PAUSE = 60.0
+"""A 429's pause at most (a window is a minute long)."""
+
+
+def describe(error: BaseException) -> str:
+    """A failure in a log line's words, without what the server said (it may quote the record).
+
+    Args:
+        error: The failure.
+
+    Returns:
+        Its class, and its status code and request id when it has them.
+    """
+    if isinstance(error, APIStatusError):
+        request_id = f", request id {error.request_id}" if error.request_id else ""
+        return f"{type(error).__name__} ({error.status_code}{request_id})"
+    return type(error).__name__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failure may pass by itself, so the record is tried again.
+
+    Args:
+        error: What the send raised.
+
+    Returns:
+        True for no answer, 408, 429, 5xx and a shared governor briefly unreachable.
+    """
+    if isinstance(error, (APIConnectionError, GovernorUnavailableError)):
+        return True
+    if isinstance(error, (RateLimitError, InternalServerError)):
+        return True
+    return isinstance(error, APIStatusError) and error.status_code == 408
+
+
+def retry_delay(tries: int) -> float:
+    """The delay before a record's next try, after ``tries`` failed ones (at least one)."""
+    return RETRY_DELAYS[min(tries - 1, len(RETRY_DELAYS) - 1)]
+
+
+class Failures:
+    """Settles records that failed for good, and tells ``DeliveryPolicy.on_error``.
+
+    Args:
+        ledger: The ledger.
+        policy: The delivery policy.
+    """
+
+    def __init__(self, ledger: Ledger, policy: DeliveryPolicy) -> None:
+        self.ledger = ledger
+        self.policy = policy
+
+    async def fail(self, record: Record, error: Exception) -> None:
+        """Count a record as failed for good and tell ``on_error``.
+
+        Args:
+            record: The record.
+            error: Why it failed.
+        """
+        self.ledger.settle(record, "failed")
+        logger.warning("background %s failed for good: %s", record.kind, describe(error))
+        callback = self.policy.on_error
+        if callback is None:
+            return
+        try:
+            outcome = callback(record.kind, record.payload, error)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            # The application's callback must not stop delivery of everything else.
+            logger.exception("DeliveryPolicy.on_error raised; delivery goes on")
+
+
+class RealtimeSenders:
+    """Delivers the ready records of the identify and track lanes in real time.
+
+    Args:
+        ledger: The ledger whose lanes it empties.
+        failures: Where permanent failures go.
+        send: Sends one record, one attempt, outside any window.
+        window: The real-time window of a kind of record (``None``: no limit).
+        concurrency: Attempts in flight at once at most.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        failures: Failures,
+        send: RealtimeSend,
+        window: Callable[[DeliveryKind], RequestSlots | None],
+        *,
+        concurrency: int,
+    ) -> None:
+        self.ledger = ledger
+        self.failures = failures
+        self._send = send
+        self._window = window
+        self._slots = anyio.Semaphore(concurrency)
+        self.started = 0  # identify attempts started (bulk overflow's reach estimate)
+
+    async def run(self) -> None:
+        """Deliver until cancelled (the session cancels it when the client closes)."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._dispatch, tasks, self.ledger.identifies, "identify")
+            tasks.start_soon(self._dispatch, tasks, self.ledger.tracks, "track")
+
+    async def _dispatch(self, tasks: TaskGroup, lane: Lane, kind: DeliveryKind) -> None:
+        while True:
+            await self.ledger.wait_ready(lane)
+            took = anyio.Event()
+            tasks.start_soon(self._take_and_send, tasks, lane, kind, took)
+            await took.wait()  # one taker at a time per lane
+
+    async def _take_and_send(
+        self, tasks: TaskGroup, lane: Lane, kind: DeliveryKind, took: anyio.Event
+    ) -> None:
+        window = self._window(kind)
+        error: Exception | None = None
+        try:
+            async with contextlib.AsyncExitStack() as held:
+                if window is not None:
+                    with waiting("rate"):
+                        await held.enter_async_context(window.slot())
+                await self.ledger.wait_ready(lane)
+                await held.enter_async_context(self._slots)
+                record = self.ledger.take(lane)
+                took.set()
+                if record is None:  # cannot happen: nothing else takes from a lane
+                    return
+                if kind == "identify":
+                    self.started += 1
+                error = await self._attempt(record, window)
+        finally:
+            took.set()  # cancelled while waiting: let the dispatcher go on (or stop)
+        if error is not None:
+            self._retry_later(tasks, record, error, paused=isinstance(window, Pausable))
+
+    async def _attempt(self, record: Record, window: RequestSlots | None) -> Exception | None:
+        """Send once; settle on success or a permanent failure; a transient failure is returned."""
+        try:
+            await self._send(record.kind, record.payload)
+        except Exception as exc:  # sorted below; cancellation is not an Exception
+            if isinstance(exc, RateLimitError) and isinstance(window, Pausable):
+                # Before the slot is given back: nobody else draws a 429 meanwhile.
+                window.pause(min(exc.retry_after or retry_delay(1), MAX_PAUSE))
+            if is_transient(exc):
+                return exc
+            await self.failures.fail(record, exc)
+            return None
+        self.ledger.settle(record, "delivered")
+        return None
+
+    def _retry_later(
+        self, tasks: TaskGroup, record: Record, error: Exception, *, paused: bool
+    ) -> None:
+        record.tries += 1
+        if isinstance(error, RateLimitError) and paused:
+            # The 429 paused the whole window: the record is ready again at once, and the
+            # window holds it (and every other) back until the pause is over.
+            delay = 0.0
+        else:
+            delay = retry_delay(record.tries)
+            if isinstance(error, RateLimitError) and error.retry_after is not None:
+                delay = max(delay, min(error.retry_after, MAX_PAUSE))
+        logger.warning(
+            "background %s will be sent again in %.0f s: %s", record.kind, delay, describe(error)
+        )
+        self.ledger.retrying(record)
+        tasks.start_soon(self._ready_after, record, delay)
+
+    async def _ready_after(self, record: Record, delay: float) -> None:
+        await anyio.sleep(delay)
+        self.ledger.ready_again(record)
