@@ -40,7 +40,9 @@ def _on_full(instance: object, attribute: object, value: Any) -> None:
 
 def _outbox(instance: object, attribute: object, value: Any) -> None:
     if value is not None and not isinstance(value, (str, os.PathLike)):
-        raise ConfigurationError(f"outbox must be a directory path, got {type(value).__name__}")
+        raise ConfigurationError(
+            f"outbox must be a directory path or a redis:// URL, got {type(value).__name__}"
+        )
 
 
 def _on_error(instance: object, attribute: object, value: Any) -> None:
@@ -53,14 +55,18 @@ class DeliveryPolicy:
     """How ``client.background`` delivers: its queue, shutdown, outbox and routing.
 
     Attributes:
-        queue_size: Records waiting at most (those in flight do not count).
+        queue_size: Records not yet settled at most: waiting, in flight, retrying, or inside
+            a bulk job that has not completed (so memory stays bounded whatever the server
+            does). Records replayed from the outbox may take it past this; new records are then
+            refused (``on_full``) until it falls below.
         on_full: ``"drop"`` the new record (counted, a warning at most once a minute) or
             ``"raise"`` ``QueueFullError`` in the caller. A coalesced identify is never new.
         drain_timeout: Seconds the client delivers what is queued when it closes, before it
             spills the rest to the outbox (or counts it dropped).
-        outbox: A directory where records still undelivered at shutdown are written, and from
-            which the next client that opens with it replays them. Shared safely by many
-            processes.
+        outbox: A directory where records still undelivered at shutdown are written (with
+            the windows' send times of the last minute), and from which the next client that
+            opens with it replays them. Shared safely by many processes. Or a ``redis://`` /
+            ``rediss://`` URL (extra ``redis``): the same on a Redis stream shared by a fleet.
         bulk_overflow: Send user and company identifies that would wait longer than
             ``max_delay`` for the real-time window through the bulk API instead.
         max_delay: Seconds an identify may wait for the real-time window before it overflows to
@@ -96,7 +102,8 @@ class DeliveryStats:
     Attributes:
         queued: Records handed to ``client.background`` without an exception (dropped ones
             included) plus those replayed from the outbox.
-        pending: Records waiting or in flight now.
+        pending: Records not yet settled: waiting, in flight, retrying, or in a bulk job not
+            yet completed (the count ``queue_size`` bounds).
         delivered: Records the server accepted (for bulk, whose job completed).
         coalesced: Identifies merged into an earlier one still waiting.
         via_bulk: The part of ``delivered`` that went through the bulk API.
