@@ -113,7 +113,8 @@ async def test_a_newer_identify_waits_for_the_bulk_job_of_an_older_one() -> None
     ) as client:
         for n in range(5):
             client.background.identify(f"u{n}", metadata={"plan": "free"})
-        while not emulator.jobs:  # u2..u4 went out in a bulk job, not processed yet
+        # u2..u4 went out in a bulk job, not processed yet
+        while not emulator.jobs:  # noqa: ASYNC110 -- polling the emulator on a mock clock
             await anyio.sleep(0.05)
         client.background.identify("u4", metadata={"plan": "pro"})
         stats = await client.background.flush(timeout=900)
@@ -171,7 +172,7 @@ async def test_a_spill_that_fails_removes_nothing_claimed_and_says_why(
     policy = DeliveryPolicy(outbox=tmp_path, drain_timeout=1)
     async with opened(emulator, delivery=policy) as client:
         client.background.track("u1", "Signed Up")
-    [spilled] = list(tmp_path.glob("outbox-*.ndjson"))
+    [spilled] = list(tmp_path.glob("outbox-*.ndjson"))  # noqa: ASYNC240 -- a test's look
 
     async def disk_full(self: Outbox, records: object) -> int:
         raise OutboxError(f"the outbox could not write to {str(tmp_path)!r}: No space left")
@@ -193,7 +194,7 @@ async def test_a_spill_that_fails_removes_nothing_claimed_and_says_why(
         stats = await client.background.flush(timeout=60)
     assert stats.replayed == 1
     assert [e.user_id for e in emulator.events] == ["u1"]
-    assert not list(tmp_path.glob("outbox-*.ndjson"))
+    assert not list(tmp_path.glob("outbox-*.ndjson"))  # noqa: ASYNC240 -- a test's look
 
 
 # -- memory was unbounded ------------------------------------------------------------------------
@@ -205,7 +206,7 @@ async def test_queue_size_bounds_records_inside_bulk_jobs_too() -> None:
     async with opened(emulator, requests_per_minute=2, delivery=policy) as client:
         for n in range(50):
             client.background.identify(f"u{n}", metadata={"n": n})
-        while not emulator.jobs:
+        while not emulator.jobs:  # noqa: ASYNC110 -- polling the emulator's state on a mock clock
             await anyio.sleep(0.01)
         # 48 records are inside a bulk job the server has not finished: they still count.
         assert client.background.stats.pending == 48
@@ -226,13 +227,14 @@ async def test_a_settled_record_leaves_no_bookkeeping_without_a_flush() -> None:
         for n in range(300):
             client.background.identify(f"u{n % 40}", metadata={"n": n})
             client.background.track(f"u{n % 40}", "Viewed")
-        while client.background.stats.pending:
+        while client.background.stats.pending:  # noqa: ASYNC110 -- polling the emulator's state on a mock clock
             await anyio.sleep(1)
         ledger = session_of(client).ledger
         assert ledger._unsettled == {}
         assert ledger._chains == {}
         assert ledger._unsent_identify == {}
-        assert not ledger.identifies and not ledger.tracks
+        assert not ledger.identifies
+        assert not ledger.tracks
 
 
 # -- a 429 drew a wave of 429s -------------------------------------------------------------------
@@ -257,11 +259,10 @@ async def test_a_429_pauses_the_whole_window_then_one_probe_goes_first() -> None
 async def test_awaited_calls_wait_out_a_429_of_their_window_too() -> None:
     emulator = Emulator()
     emulator.faults.add("/v1/identify", status=429, headers={"Retry-After": "3"}, times=1)
-    async with opened(emulator) as client:
-        async with anyio.create_task_group() as tasks:
-            for n in range(10):
-                tasks.start_soon(lambda n=n: client.identify(f"u{n}"))
-                await anyio.sleep(0.25)
+    async with opened(emulator) as client, anyio.create_task_group() as tasks:
+        for n in range(10):
+            tasks.start_soon(lambda n=n: client.identify(f"u{n}"))
+            await anyio.sleep(0.25)
     identifies = [r for r in emulator.requests if r.path == "/v1/identify"]
     assert [r.status for r in identifies].count(429) == 1
     paused_at = next(r.time for r in identifies if r.status == 429)
