@@ -22,7 +22,8 @@ How a block runs, as a user would run it:
   ``trio.run``).
 * A block that defines ``test_*`` functions has them called, with the fixtures
   ``analytex_client``, ``analytex_emulator`` (an ``EmulatedAnalytex``) or ``tmp_path``, and
-  without the ``ANALYTEX_*`` variables, as in a test run.
+  without the ``ANALYTEX_*`` variables, as in a test run. An ``analytex_emulator`` fixture the
+  page defined makes the emulator, as a conftest.py override would.
 
 Markers: an HTML comment right before the fence (``<!-- example: ... -->``, invisible on the
 site), one or more:
@@ -172,7 +173,7 @@ def _execute(page: Page, example: Example, monkeypatch: pytest.MonkeyPatch, tmp_
             with pytest.MonkeyPatch.context() as test_run:  # as in a test run: no ANALYTEX_*
                 test_run.delenv("ANALYTEX_API_KEY")
                 test_run.delenv("ANALYTEX_BASE_URL")
-                page.portal.call(call_test_function, value, tmp_path)
+                page.portal.call(call_test_function, value, tmp_path, namespace)
     page.reopen_client()
     module = example.marker("module")
     if module:
