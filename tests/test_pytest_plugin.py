@@ -234,3 +234,32 @@ def test_pytest_fixtures_says_how_to_make_bulk_tests_fast(pytester: pytest.Pytes
     client_help = text[text.index("analytex_client --") :]
     assert "@pytest.mark.asyncio" in client_help
     assert "@pytest.mark.anyio" in client_help
+
+
+# -- our own suite: nothing may skip in CI -------------------------------------------------------
+
+SKIPS = """
+import pytest
+
+
+def test_a_skip():
+    pytest.skip("needs a package the test extra lacks")
+
+
+@pytest.mark.xfail(reason="known", strict=True)
+def test_an_expected_failure():
+    raise AssertionError
+"""
+
+
+def test_our_suite_fails_a_skipped_test_in_ci_and_only_there(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_skips=SKIPS)
+    monkeypatch.setenv("CI", "true")
+    in_ci = pytester.runpytest(*WITHOUT_PYTEST_ASYNCIO, "-p", "tests.conftest")
+    in_ci.assert_outcomes(failed=1, xfailed=1)
+    in_ci.stdout.fnmatch_lines(["*skipped in CI, where every test must run*"])
+    monkeypatch.delenv("CI")
+    local = pytester.runpytest(*WITHOUT_PYTEST_ASYNCIO, "-p", "tests.conftest")
+    local.assert_outcomes(skipped=1, xfailed=1)
