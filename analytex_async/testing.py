@@ -5,7 +5,9 @@ Two tools:
 * :class:`EmulatedAnalytex` holds an in-process :class:`~analytex_async.emulator.Emulator`
   and an :class:`~analytex_async.AsyncAnalytex` wired to it through ``httpx.ASGITransport``
   (``analytex.emulator``, ``analytex.client``): real requests, real validation, real jobs, no
-  socket. Works on asyncio and trio.
+  socket. Works on asyncio and trio. Its client paces bulk imports and job polls at the
+  emulator's ``rows_per_minute``: ``EmulatedAnalytex(rows_per_minute=600_000)`` makes bulk
+  jobs finish in milliseconds.
 * :func:`mock_api` is a respx router with one route per API call already answering like the
   real API, plus :func:`job_response` and :func:`error_response` to script other answers.
 
@@ -16,8 +18,10 @@ extra.
 
 With the SDK installed, pytest also offers the fixtures ``analytex_emulator`` and
 ``analytex_client`` in every test, with no ``conftest.py`` line: the plugin registers itself
-through its ``pytest11`` entry point. (``pytest_plugins = ["analytex_async.testing"]`` still
-works, for a run with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set.)
+through its ``pytest11`` entry point, under anyio's plugin (asyncio and trio) or pytest-asyncio
+(auto and strict mode). The client follows the emulator's rate: override ``analytex_emulator``
+to make bulk tests fast. (``pytest_plugins = ["analytex_async.testing"]`` still works, for a
+run with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set.)
 
 Examples:
     ```python
