@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -18,6 +19,8 @@ from ._bodies import (
     track_body,
 )
 from ._bulk._jobs import fetch_job, fetch_jobs, job_of, wait_until_finished
+from ._bulk._options import ImportOptions, OnInvalid, ProgressCallback
+from ._bulk._sync import SyncResult
 from ._config import (
     check_api_key,
     check_positive,
@@ -25,21 +28,24 @@ from ._config import (
     is_positive,
     resolve_base_url,
 )
+from ._constants import MAX_RECORDS
 from ._delivery._background import BackgroundDelivery
 from ._delivery._policy import DeliveryPolicy
 from ._errors import ConfigurationError, JobFailedError, ValidationError
+from ._imports import Importer
 from ._lifecycle import Lifecycle
-from ._models import Company, Job, JobStatus
+from ._models import Company, ImportResult, Job, JobStatus
 from ._retry import RetryPolicy
-from ._syncs import SyncCalls
+from ._syncs import StateArgument, run_sync
 from ._telemetry import count
 from ._transport import Transport
+from ._types import SourceFormat
 from ._validation import require_id
 from .governors._local import Governor
 from .governors._windows import ClientWindows
 
 
-class AsyncAnalytex(SyncCalls):
+class AsyncAnalytex:
     """The asynchronous Analytex client.
 
     One client holds one connection pool: create it once (at app start-up) and share it.
@@ -162,6 +168,308 @@ class AsyncAnalytex(SyncCalls):
     def is_closed(self) -> bool:
         """Whether ``aclose()`` has run."""
         return self._life.closed
+
+    def _importer(self) -> Importer:
+        """The import stage, on this event loop's transport and governor."""
+        self._check_open()
+        return Importer(self._transport, self.governor, self.rows_per_minute)
+
+    # -- the bulk pipeline: imports and syncs ------------------------------------------------
+
+    async def import_users(
+        self,
+        source: object,
+        *,
+        batch_size: int = MAX_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+        csv_multiline: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> ImportResult:
+        """Import any number of users through governed, validated NDJSON batches.
+
+        The source is read lazily, so memory stays at about two batches however long it is.
+        Each record is validated; valid ones go out in batches of up to ``batch_size`` records
+        and 50 MB, no faster than ``rows_per_minute``, one job at a time (a 409 waits for the
+        running job and resends the same batch; a 413 splits the batch). Invalid records are
+        reported, never dropped silently.
+
+        Args:
+            source: A sync or async iterable of ``User`` objects or mappings; a path to an
+                ``.ndjson`` / ``.jsonl`` (optionally ``.gz``), ``.csv`` or ``.parquet`` file;
+                an open binary or text file (NDJSON unless ``format="csv"``); or a table: a
+                pandas or polars DataFrame (the ``dataframe`` extra) or a pyarrow ``Table``,
+                read a chunk of rows at a time, one row a record (``.parquet`` files need the
+                ``parquet`` extra).
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish before returning.
+            on_invalid: ``"skip"`` to report invalid records as ``Rejection`` entries of the
+                result (the first 1,000 kept, all counted in ``rows_rejected``), ``"raise"``
+                to stop at the first with ``ValidationError``, or a callable (sync or async)
+                that receives every ``Rejection`` as it happens (e.g. to stream them to a file).
+            on_progress: Called (sync or async) with an ``ImportProgress`` as the import moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (up to 100 lines, 1 MiB a row);
+                by default a CSV line whose quotes do not pair up is a ``Rejection``.
+            journal: A file in which every accepted batch is recorded durably. Run the same
+                import again with the same journal and what was accepted is skipped, so a
+                crash or a cancel loses nothing and repeats at most the batch in flight.
+
+        Returns:
+            What was read, sent, rejected and accepted (with the jobs' final states).
+
+        Raises:
+            ValidationError: The options or the source are unusable, or ``on_invalid="raise"``
+                met an invalid record (``error.result`` holds what was accepted before).
+            ImportAbortedError: A batch failed for good; ``error.result`` holds what was
+                accepted, and ``__cause__`` the final failure.
+
+        Examples:
+            ```python
+            result = await client.import_users("users.ndjson.gz")
+            print(result.rows_sent, len(result.rejected), [j.job_id for j in result.jobs])
+            ```
+        """
+        options = ImportOptions(
+            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
+        )
+        return await self._importer().run("user", source, options)
+
+    async def import_companies(
+        self,
+        source: object,
+        *,
+        batch_size: int = MAX_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+        csv_multiline: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> ImportResult:
+        """Import any number of companies; the same pipeline as ``import_users``.
+
+        Args:
+            source: ``Company`` objects or mappings, a file (CSV and Parquet need a
+                ``company_id`` column), or a DataFrame or pyarrow ``Table`` with a
+                ``company_id`` column (see ``import_users``).
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish before returning.
+            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
+            on_progress: Called with an ``ImportProgress`` as the import moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (see ``import_users``).
+            journal: A file recording accepted batches, to resume from (see ``import_users``).
+
+        Returns:
+            What was read, sent, rejected and accepted.
+
+        Raises:
+            ValidationError: Unusable options or source, or an invalid record with
+                ``on_invalid="raise"``.
+            ImportAbortedError: A batch failed for good.
+        """
+        options = ImportOptions(
+            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
+        )
+        return await self._importer().run("company", source, options)
+
+    async def import_events(
+        self,
+        source: object,
+        *,
+        batch_size: int = MAX_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+        csv_multiline: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> ImportResult:
+        """Import historical events through ``POST /v1/imports`` (the Events Bulk Import).
+
+        The same pipeline as ``import_users``: each event is checked against the event schema
+        (``identify_user``, ``identify_company``, ``page_view``, ``track``), valid ones go out as
+        NDJSON files of up to 10,000 events and 50 MB, one import job at a time (a 409 waits for
+        the running import and sends the same file again; the import slot is separate from bulk
+        identify's), retried, journaled and reported like any import.
+
+        Args:
+            source: ``Event`` objects or mappings with the schema's fields (a required field
+                given as ``None`` is missing: a ``Rejection`` naming it), a file (NDJSON, or CSV
+                with an ``event_type`` column, the schema's fields as columns, a ``metadata``
+                column holding a JSON object and any other column a metadata key), or a table
+                with the same columns: a pandas or polars DataFrame, a pyarrow ``Table`` or a
+                ``.parquet`` file (see ``import_users``), where a null is a missing cell, the
+                ``metadata`` column a struct, and ``inserted_at`` a timestamp with a zone (one
+                without is a ``Rejection`` naming the field, as a naive ``datetime`` is) or
+                ISO 8601 strings.
+            batch_size: Events per file at most (1 to 10,000).
+            wait: Wait for the last import jobs to finish before returning.
+            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
+            on_progress: Called with an ``ImportProgress`` as the import moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (see ``import_users``).
+            journal: A file recording accepted files, to resume from (see ``import_users``).
+
+        Returns:
+            What was read, sent, rejected and accepted.
+
+        Raises:
+            ValidationError: Unusable options or source, or an invalid event with
+                ``on_invalid="raise"``.
+            ImportAbortedError: A file failed for good.
+
+        Examples:
+            ```python
+            from analytex_async import Event
+
+            events = [
+                Event.identify_user("u1", {"plan": "pro"}, "2024-07-28T08:55:35+00:00"),
+                Event.track("u1", "Signed Up", "2024-07-28 08:56:00", metadata={"ads": True}),
+            ]
+            result = await client.import_events(events)
+            print(result.rows_sent)
+            ```
+        """
+        options = ImportOptions(
+            batch_size, wait, on_invalid, on_progress, format, csv_multiline, journal=journal
+        )
+        return await self._importer().run("event", source, options)
+
+    async def sync_users(
+        self,
+        source: object,
+        *,
+        state: StateArgument,
+        full: bool = False,
+        delete_missing: bool = False,
+        batch_size: int = MAX_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+        csv_multiline: bool = False,
+        journal: None = None,
+    ) -> SyncResult:
+        """Send only the users that changed since the last sync, and remember what completed.
+
+        Each valid record's canonical form (keys sorted, one encoding) is compared with the
+        digest the state holds for its id: the record as last *completed* on the server. New
+        and changed records go through the import pipeline (the same sources, validation,
+        batches, rate and jobs as ``import_users``); unchanged ones are never sent. A batch's
+        digests are written only once its job is seen completed, so a failed job, an abort, a
+        cancel or a crash means those rows are sent again next time, never forgotten.
+
+        Ids in the state that this run's source does not hold are counted in
+        ``rows_missing``; with ``delete_missing=True`` they are deleted on the server (once the
+        source was read to its end without an abort; 1,000 ids a request, paced as the API
+        requires) and leave the state. An id read from a rejected record counts as present.
+
+        Args:
+            source: Anything ``import_users`` takes.
+            state: A path to the SQLite state file (created on first use), or any
+                ``SyncState``. One state file per kind and API host; one sync at a time.
+            full: Send every valid record, changed or not (the counters still compare);
+                their digests replace the old ones once their jobs complete.
+            delete_missing: Delete ids the state holds and the source no longer does.
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish. With ``False``, the digests of jobs not
+                seen completed are not written: those rows go again next time.
+            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
+            on_progress: Called with an ``ImportProgress`` as the sync moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines (see ``import_users``).
+            journal: Refused: the state already records what the server completed.
+
+        Returns:
+            The import's result plus ``rows_new``, ``rows_changed``, ``rows_unchanged``,
+            ``rows_missing`` and ``rows_deleted``.
+
+        Raises:
+            ConfigurationError: The state belongs to another kind or API host, is in use by
+                another sync, or cannot be opened.
+            ValidationError: Unusable options or source (``journal=`` included), or an invalid
+                record with ``on_invalid="raise"``; ``error.result`` is a ``SyncResult``.
+            ImportAbortedError: A batch or a delete failed for good; ``error.result`` is a
+                ``SyncResult`` (``rows_missing`` and ``rows_deleted`` 0 after an import abort).
+
+        Examples:
+            ```python
+            result = await client.sync_users("users.ndjson", state="users-state.sqlite")
+            print(result.rows_new, result.rows_changed, result.rows_unchanged, result.rows_sent)
+            ```
+        """
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, csv_multiline)
+        return await run_sync(
+            self._importer(),
+            "user",
+            source,
+            state,
+            host=httpx.URL(self.base_url).host,
+            full=full,
+            delete_missing=delete_missing,
+            journal=journal,
+            options=options,
+            delete=self.delete_users,
+        )
+
+    async def sync_companies(
+        self,
+        source: object,
+        *,
+        state: StateArgument,
+        full: bool = False,
+        delete_missing: bool = False,
+        batch_size: int = MAX_RECORDS,
+        wait: bool = True,
+        on_invalid: OnInvalid = "skip",
+        on_progress: ProgressCallback | None = None,
+        format: SourceFormat | None = None,
+        csv_multiline: bool = False,
+        journal: None = None,
+    ) -> SyncResult:
+        """Send only the companies that changed since the last sync; see ``sync_users``.
+
+        Args:
+            source: Anything ``import_companies`` takes.
+            state: A path to the SQLite state file, or any ``SyncState`` (one per kind).
+            full: Send every valid record (the counters still compare).
+            delete_missing: Delete ids the state holds and the source no longer does.
+            batch_size: Records per batch at most (1 to 10,000).
+            wait: Wait for the last jobs to finish (see ``sync_users``).
+            on_invalid: ``"skip"``, ``"raise"``, or a callable receiving every ``Rejection``.
+            on_progress: Called with an ``ImportProgress`` as the sync moves.
+            format: ``"ndjson"`` or ``"csv"`` when the source's name does not say.
+            csv_multiline: Read CSV quoted cells that span lines.
+            journal: Refused: the state already records what the server completed.
+
+        Returns:
+            The import's result plus the sync's counters.
+
+        Raises:
+            ConfigurationError: The state belongs to another kind or host, or is in use.
+            ValidationError: Unusable options or source, or an invalid record with
+                ``on_invalid="raise"``.
+            ImportAbortedError: A batch or a delete failed for good.
+        """
+        options = ImportOptions(batch_size, wait, on_invalid, on_progress, format, csv_multiline)
+        return await run_sync(
+            self._importer(),
+            "company",
+            source,
+            state,
+            host=httpx.URL(self.base_url).host,
+            full=full,
+            delete_missing=delete_missing,
+            journal=journal,
+            options=options,
+            delete=self.delete_companies,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncAnalytex:
         await self._life.open()

@@ -5,7 +5,9 @@ Two tools:
 * :class:`EmulatedAnalytex` holds an in-process :class:`~analytex_async.emulator.Emulator`
   and an :class:`~analytex_async.AsyncAnalytex` wired to it through ``httpx.ASGITransport``
   (``analytex.emulator``, ``analytex.client``): real requests, real validation, real jobs, no
-  socket. Works on asyncio and trio.
+  socket. Works on asyncio and trio. Its client paces bulk imports and job polls at the
+  emulator's ``rows_per_minute``: ``EmulatedAnalytex(rows_per_minute=600_000)`` makes bulk
+  jobs finish in milliseconds.
 * :func:`mock_api` is a respx router with one route per API call already answering like the
   real API, plus :func:`job_response` and :func:`error_response` to script other answers.
 
@@ -16,8 +18,10 @@ extra.
 
 With the SDK installed, pytest also offers the fixtures ``analytex_emulator`` and
 ``analytex_client`` in every test, with no ``conftest.py`` line: the plugin registers itself
-through its ``pytest11`` entry point. (``pytest_plugins = ["analytex_async.testing"]`` still
-works, for a run with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set.)
+through its ``pytest11`` entry point, under anyio's plugin (asyncio and trio) or pytest-asyncio
+(auto and strict mode). The client follows the emulator's rate: override ``analytex_emulator``
+to make bulk tests fast. (``pytest_plugins = ["analytex_async.testing"]`` still works, for a
+run with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set.)
 
 Examples:
     ```python
@@ -41,17 +45,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._client import AsyncAnalytex
+from ._emulated import (
+    EMULATED_BASE_URL,
+    INSTALL_TESTING,
+    TEST_API_KEY,
+    EmulatedAnalytex,
+    EmulatorTransport,
+)
 
 if TYPE_CHECKING:
     import respx
-
-    from .emulator import ConnectionDropped, Emulator
 
 __all__ = [
     "EMULATED_BASE_URL",
@@ -63,160 +70,6 @@ __all__ = [
     "job_response",
     "mock_api",
 ]
-
-TEST_API_KEY = "analytex-test-key"
-"""The API key the helpers use unless told otherwise."""
-
-EMULATED_BASE_URL = "http://127.0.0.1"
-"""The base URL of an in-process emulator (loopback, so plain http is allowed; no socket)."""
-
-_INSTALL_TESTING = 'pip install "analytex-async[testing]"'
-
-
-def _is_ours(error: ModuleNotFoundError) -> bool:
-    # A module of this package that fails to import is a bug to show as is, not a missing extra.
-    return (error.name or "").partition(".")[0] == "analytex_async"
-
-
-def _emulator_classes() -> tuple[type[Emulator], type[ConnectionDropped]]:
-    """Import the emulator on first use, so this module imports without its dependencies."""
-    try:
-        from .emulator import ConnectionDropped, Emulator  # noqa: PLC0415 - optional extra
-    except ModuleNotFoundError as exc:
-        if _is_ours(exc):
-            raise
-        raise ImportError(
-            f"the in-process emulator needs {exc.name!r}, which is not installed: "
-            f"{_INSTALL_TESTING}"
-        ) from exc
-    return Emulator, ConnectionDropped
-
-
-def _new_emulator() -> Emulator:
-    """A new emulator with default settings; an ``ImportError`` naming the extra without it."""
-    return _emulator_classes()[0]()
-
-
-class EmulatorTransport(httpx.ASGITransport):
-    """``httpx.ASGITransport`` for the emulator, with faults that look like the network's.
-
-    A fault that drops the connection surfaces in process as the emulator's
-    ``ConnectionDropped``; this transport turns it into ``httpx.RemoteProtocolError``, which is
-    what a client sees over a real socket, so retries behave the same in both places.
-
-    Args:
-        emulator: The emulator to send requests to.
-    """
-
-    def __init__(self, emulator: Emulator) -> None:
-        super().__init__(app=emulator.app)
-        self.emulator = emulator
-        self._connection_dropped = _emulator_classes()[1]
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send a request to the emulator in process.
-
-        Args:
-            request: The request.
-
-        Returns:
-            The emulator's response.
-
-        Raises:
-            httpx.RemoteProtocolError: A fault dropped the connection.
-        """
-        try:
-            return await super().handle_async_request(request)
-        except self._connection_dropped as exc:
-            raise httpx.RemoteProtocolError(
-                "peer closed connection without sending complete message body", request=request
-            ) from exc
-
-
-class EmulatedAnalytex:
-    """An in-process emulator and a client wired to it, as an async context manager.
-
-    It is not a client itself: make calls on ``analytex.client`` (an ``AsyncAnalytex``) and
-    inspect what the server stored on ``analytex.emulator``.
-
-    Args:
-        emulator: The emulator to use; a new default one when ``None``.
-        api_key: The client's API key.
-        **client_options: More keyword arguments for ``AsyncAnalytex`` (for example
-            ``max_retries=0`` or ``requests_per_minute=None``).
-
-    Raises:
-        ImportError: No ``emulator`` was given and the emulator's dependencies are not
-            installed (they come with the ``testing`` extra).
-
-    Attributes:
-        emulator: The emulator; inspect ``emulator.users``, ``.events``, ``.jobs``,
-            ``.requests``, or inject faults with ``emulator.faults.add(...)``.
-        client: The client (available inside the ``async with`` block).
-
-    Examples:
-        ```python
-        from analytex_async.emulator import Emulator
-
-        async with EmulatedAnalytex(Emulator(rows_per_minute=60_000)) as analytex:
-            job = await analytex.client.bulk_identify([{"user_id": "u1"}])
-            await analytex.client.wait_for_job(job.job_id, poll_interval=0.01)
-        ```
-    """
-
-    def __init__(
-        self,
-        emulator: Emulator | None = None,
-        *,
-        api_key: str = TEST_API_KEY,
-        **client_options: Any,
-    ) -> None:
-        self.emulator = emulator if emulator is not None else _new_emulator()
-        self._api_key = api_key
-        self._client_options = client_options
-        self._http_client: httpx.AsyncClient | None = None
-        self._client: AsyncAnalytex | None = None
-
-    def __repr__(self) -> str:
-        return f"EmulatedAnalytex(emulator={self.emulator!r})"
-
-    @property
-    def client(self) -> AsyncAnalytex:
-        """The wired client.
-
-        Raises:
-            RuntimeError: Outside the ``async with`` block.
-        """
-        if self._client is None:
-            raise RuntimeError("use EmulatedAnalytex as `async with EmulatedAnalytex() as ...`")
-        return self._client
-
-    async def __aenter__(self) -> EmulatedAnalytex:
-        self._http_client = httpx.AsyncClient(transport=EmulatorTransport(self.emulator))
-        client = AsyncAnalytex(
-            api_key=self._api_key,
-            base_url=EMULATED_BASE_URL,
-            http_client=self._http_client,
-            **self._client_options,
-        )
-        # Opened as an application opens it, so client.background works here too.
-        await client.__aenter__()
-        self._client = client
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._client is not None:
-                await self._client.__aexit__(exc_type, exc, tb)
-        finally:
-            if self._http_client is not None:
-                await self._http_client.aclose()
-            self._client = self._http_client = None
 
 
 def job_response(
@@ -373,14 +226,16 @@ def mock_api(
         import respx  # noqa: PLC0415 - an optional, test-time dependency
     except ModuleNotFoundError as exc:
         raise ImportError(
-            f"mock_api needs respx, which is not installed: {_INSTALL_TESTING}"
+            f"mock_api needs respx, which is not installed: {INSTALL_TESTING}"
         ) from exc
 
     with respx.mock(base_url=base_url, assert_all_called=assert_all_called) as router:
         yield MockAPI(router)
 
 
-try:  # The fixtures, for `pytest_plugins = ["analytex_async.testing"]` (the plugin is their home).
+# The fixtures, for `pytest_plugins = ["analytex_async.testing"]` (the plugin is their home; it
+# builds them on ``_emulated`` and never imports this module, so neither waits for the other).
+try:
     import pytest  # noqa: F401 - only to know whether the fixtures can be offered
 except ImportError:  # pragma: no cover - pytest is not a runtime dependency
     pass

@@ -14,7 +14,8 @@ local emulator: ``analytex-async emulator``, see examples/README.md)::
 
     pip install "analytex-async" fastapi uvicorn
     python examples/fastapi_app.py --port 8080
-    curl -X POST localhost:8080/login/user_001 -d '{"plan": "pro", "company_id": "c1"}'
+    curl -X POST localhost:8080/login/user_001 -H 'content-type: application/json' \
+        -d '{"plan": "pro", "company_id": "c1"}'
 """
 
 import argparse

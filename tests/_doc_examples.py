@@ -224,9 +224,25 @@ def _public(name: str) -> Any:
     raise AssertionError(f"{name} is not a public name of analytex_async")
 
 
-async def call_test_function(function: Callable[..., Any], tmp_path: Path) -> None:
-    """Call a ``test_*`` function a block defined, with the fixtures it names."""
-    emulator = Emulator(rows_per_minute=6_000_000)
+def _fixture_body(fixture: Any) -> Callable[..., Any]:
+    """The function under ``@pytest.fixture`` (which refuses to be called directly)."""
+    if hasattr(fixture, "_get_wrapped_function"):  # pytest 8.4 and later
+        return fixture._get_wrapped_function()  # type: ignore[no-any-return]
+    return fixture.__pytest_wrapped__.obj  # type: ignore[no-any-return]
+
+
+async def call_test_function(
+    function: Callable[..., Any], tmp_path: Path, namespace: dict[str, Any]
+) -> None:
+    """Call a ``test_*`` function a block defined, with the fixtures it names.
+
+    An ``analytex_emulator`` fixture the page defined replaces the default emulator, as a
+    conftest.py override would; ``analytex_client`` is wired to whichever emulator is used.
+    """
+    override = namespace.get("analytex_emulator")
+    emulator = (
+        _fixture_body(override)() if override is not None else Emulator(rows_per_minute=6_000_000)
+    )
     async with EmulatedAnalytex(emulator) as analytex:
         fixtures = {
             "analytex_emulator": emulator,

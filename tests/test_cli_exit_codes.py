@@ -10,7 +10,10 @@ milliseconds, not the real backoff's seconds.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,6 +179,59 @@ def test_server_errors_after_the_retries_exit_3(
     assert "503" in one_error_line(listed)
     assert imported.exit_code == 3, imported.output
     assert json.loads(imported.stdout)["error"] is not None
+
+
+# As a shell runs it: a process of its own, where nothing configured logging (in process, pytest's
+# handlers would catch what Python otherwise prints on stderr). Retries milliseconds apart.
+CHILD = """
+import sys
+
+from analytex_async import RetryPolicy
+from analytex_async.cli import main
+from analytex_async.cli._app import Settings
+
+make_client = Settings.client
+quick = RetryPolicy(max_retries=4, initial_delay=0.01, max_delay=0.02)
+Settings.client = lambda self, **options: make_client(self, retry_policy=quick, **options)
+main(sys.argv[1:])
+"""
+
+
+def run_in_a_shell(*args: str) -> subprocess.CompletedProcess[str]:
+    key = f"sk_test_exit_{uuid.uuid4().hex}"
+    env = {**os.environ, "ANALYTEX_API_KEY": key}
+    env.update({"ANALYTEX_BASE_URL": f"http://127.0.0.1:{free_port()}"})
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert key not in done.stderr + done.stdout
+    return done
+
+
+def test_an_error_is_one_line_on_stderr_with_no_retry_printed_before_it() -> None:
+    done = run_in_a_shell("jobs")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("analytex-async: error: GET http://127.0.0.1:")
+    assert "connection refused after 5 attempts" in lines[0]
+
+
+def test_verbose_shows_each_retry_on_a_line_of_its_own_before_the_error() -> None:
+    lines = run_in_a_shell("-v", "jobs").stderr.splitlines()
+    retries = [line for line in lines if line.startswith("analytex-async: warning: ")]
+    assert len(retries) == 4, lines
+    assert "GET /v1/background_jobs failed" in retries[0]
+    assert "retry 1 of 4" in retries[0]
+    assert lines[-1].startswith("analytex-async: error: ")
+    assert len(lines) == 5, lines
+    debug = run_in_a_shell("-vv", "jobs").stderr.splitlines()
+    assert any(line.startswith("analytex-async: debug: ") for line in debug), debug
 
 
 def test_an_aborted_run_without_rejections_leaves_the_file_and_says_so(

@@ -22,7 +22,8 @@ How a block runs, as a user would run it:
   ``trio.run``).
 * A block that defines ``test_*`` functions has them called, with the fixtures
   ``analytex_client``, ``analytex_emulator`` (an ``EmulatedAnalytex``) or ``tmp_path``, and
-  without the ``ANALYTEX_*`` variables, as in a test run.
+  without the ``ANALYTEX_*`` variables, as in a test run. An ``analytex_emulator`` fixture the
+  page defined makes the emulator, as a conftest.py override would.
 
 Markers: an HTML comment right before the fence (``<!-- example: ... -->``, invisible on the
 site), one or more:
@@ -42,8 +43,13 @@ site), one or more:
 * ``redis``: a ``redis-server`` on a loopback port; ``REDIS_URL`` points at it.
 * ``stub MODULE.NAME``: ``MODULE.NAME`` is replaced, for the block, by a function that only
   checks its arguments bind to the real signature (``emulator.run`` serves until Ctrl-C).
-* ``requires MODULE``: the block needs a package the test extra does not install; without it
-  the test is skipped with that reason, shown in pytest's summary (never silently).
+* ``env NAME=VALUE``: the environment variable is set for the block (a broker's URL, say).
+* ``requires MODULE``: the block needs a package that only some users install. The test extra
+  installs every one (CI skips nothing); without it the test is skipped with that reason, shown
+  in pytest's summary (never silently).
+
+What a block does to the ``analytex_async`` logger (a handler, a level) is undone after it: a
+page's logging setup must not print into every later test.
 
 ``KNOWN_FAILURES`` lists examples in files this suite's authors could not fix yet: each is a
 strict xfail, so fixing the example makes the test fail until its entry is removed.
@@ -56,6 +62,7 @@ import builtins
 import importlib
 import importlib.util
 import inspect
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +160,12 @@ def _execute(page: Page, example: Example, monkeypatch: pytest.MonkeyPatch, tmp_
         return
     for dotted in [m[len("stub ") :] for m in example.markers if m.startswith("stub ")]:
         _stub(dotted, monkeypatch)
+    for variable in [m[len("env ") :] for m in example.markers if m.startswith("env ")]:
+        name, _, value = variable.partition("=")
+        monkeypatch.setenv(name, value)
+    sdk_logger = logging.getLogger("analytex_async")
+    monkeypatch.setattr(sdk_logger, "handlers", list(sdk_logger.handlers))  # undone after it
+    monkeypatch.setattr(sdk_logger, "level", sdk_logger.level)
     if example.marker("fast clock") is not None:
         real_run = trio.run
         monkeypatch.setattr(
@@ -172,7 +185,7 @@ def _execute(page: Page, example: Example, monkeypatch: pytest.MonkeyPatch, tmp_
             with pytest.MonkeyPatch.context() as test_run:  # as in a test run: no ANALYTEX_*
                 test_run.delenv("ANALYTEX_API_KEY")
                 test_run.delenv("ANALYTEX_BASE_URL")
-                page.portal.call(call_test_function, value, tmp_path)
+                page.portal.call(call_test_function, value, tmp_path, namespace)
     page.reopen_client()
     module = example.marker("module")
     if module:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -134,6 +136,68 @@ def test_the_aiohttp_app_delivers_logins_in_the_background_and_flushes_at_shutdo
     assert "'delivered': 2" in output[0]
     assert served.inspect("users/user_001")["metadata"] == {"plan": "free"}
     assert [e["event_name"] for e in served.inspect("events")] == ["Logged In"]
+
+
+def documented_curls(text: str, port: int) -> list[list[str]]:
+    """The ``curl`` commands in ``text`` that call the app on ``port``, as argument lists."""
+    commands = []
+    for command in re.findall(r"^\s*(curl (?:[^\n]*\\\n)*[^\n]*)", text, re.MULTILINE):
+        words = shlex.split(command.replace("\\\n", " "))
+        if any(
+            word.startswith(f"localhost:{port}") or f"//localhost:{port}" in word for word in words
+        ):
+            commands.append(words)
+    return commands
+
+
+def run_curl(words: list[str], url: str) -> httpx.Response:
+    """What ``curl`` does with these arguments (the options the docs use), against ``url``."""
+    method, headers, body, target = "GET", {}, None, ""
+    options = iter(words[1:])
+    for word in options:
+        if word == "-X":
+            method = next(options)
+        elif word == "-H":
+            name, _, value = next(options).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            body = next(options)
+            method = "POST" if method == "GET" else method
+        elif word.startswith("-"):
+            raise AssertionError(f"curl option {word} is not understood here: {words}")
+        else:
+            target = word
+    path = target.split("localhost:8080", 1)[1]
+    return httpx.request(method, url + path, headers=headers, content=body, timeout=10)
+
+
+def test_the_fastapi_signup_app_the_docs_show_awaits_its_calls(
+    served: Served, tmp_path: Path
+) -> None:
+    with web_app("fastapi_signup.py", served, tmp_path) as (url, _):
+        response = httpx.post(f"{url}/signup/user_001", timeout=10)
+        assert response.json() == {"status": "ok"}
+        # Awaited calls: stored before the answer came back.
+        assert served.inspect("users/user_001")["metadata"] == {"plan": "free"}
+    assert [e["event_name"] for e in served.inspect("events")] == ["Signed Up"]
+
+
+@pytest.mark.parametrize("name", ["fastapi_app.py", "aiohttp_app.py", "fastapi_signup.py"])
+def test_the_curl_commands_the_docs_give_for_an_app_work_as_written(
+    name: str, served: Served, tmp_path: Path
+) -> None:
+    """Each ``curl`` of the app's docstring, and of examples/README.md, as a reader types it."""
+    docs = (EXAMPLES / name).read_text(encoding="utf-8")
+    if name == "fastapi_app.py":  # the README runs the FastAPI app
+        docs += (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    curls = documented_curls(docs, 8080)
+    assert any("-X" in words for words in curls), curls
+    with web_app(name, served, tmp_path) as (url, _):
+        for words in curls:
+            response = run_curl(words, url)
+            assert response.status_code == 200, (words, response.text)
+            if "/login/" in " ".join(words):
+                assert response.json() == {"status": "ok"}
 
 
 def write_users(path: Path, ids: range) -> None:

@@ -69,3 +69,18 @@ def test_error_hierarchy_matches_the_contract() -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(analytex_async.__version__, str)
     assert analytex_async.__version__.count(".") >= 2
+
+
+def test_the_client_is_one_class_that_holds_its_stages() -> None:
+    """Composition: no base class carries a slice of the client; each call is its own method."""
+    client = analytex_async.AsyncAnalytex
+    assert client.__bases__ == (object,)
+    calls = [
+        "identify", "identify_company", "track", "bulk_identify", "bulk_identify_companies",
+        "get_job", "list_jobs", "wait_for_job", "delete_users", "delete_companies",
+        "import_users", "import_companies", "import_events", "sync_users", "sync_companies",
+    ]  # fmt: skip
+    for name in calls:
+        method = vars(client)[name]
+        assert inspect.iscoroutinefunction(method), name
+        assert "Args:" in (inspect.getdoc(method) or "") or name == "list_jobs", name

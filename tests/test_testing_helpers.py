@@ -11,10 +11,12 @@ import pytest
 
 from analytex_async import (
     AsyncAnalytex,
+    ConfigurationError,
     ConflictError,
     JobStatus,
     RateLimitError,
 )
+from analytex_async.emulator import Emulator
 from analytex_async.testing import (
     EmulatedAnalytex,
     error_response,
@@ -74,6 +76,32 @@ async def test_emulated_client_is_only_available_inside_the_block() -> None:
         client = analytex.client
     assert client.is_closed
     assert "EmulatedAnalytex(" in repr(emulated)
+
+
+async def test_one_rate_sets_the_emulator_and_the_client() -> None:
+    async with EmulatedAnalytex(rows_per_minute=600_000) as analytex:
+        assert analytex.emulator.rows_per_minute == analytex.client.rows_per_minute == 600_000
+        job = await analytex.client.bulk_identify([{"user_id": f"u{i}"} for i in range(100)])
+        assert (await analytex.client.wait_for_job(job.job_id)).status is JobStatus.COMPLETED
+
+
+async def test_the_client_follows_a_given_emulators_rate() -> None:
+    async with EmulatedAnalytex(Emulator(rows_per_minute=90_000)) as analytex:
+        assert analytex.client.rows_per_minute == 90_000
+    async with EmulatedAnalytex() as analytex:  # the API's own 1,200 on both sides
+        assert analytex.emulator.rows_per_minute == analytex.client.rows_per_minute == 1_200
+
+
+async def test_a_rate_beside_a_given_emulator_paces_the_client_only() -> None:
+    emulator = Emulator(rows_per_minute=90_000)
+    async with EmulatedAnalytex(emulator, rows_per_minute=6_000) as analytex:
+        assert (emulator.rows_per_minute, analytex.client.rows_per_minute) == (90_000, 6_000)
+
+
+@pytest.mark.parametrize("rate", [0, -1, "fast"])
+def test_a_rate_that_is_not_a_positive_number_is_refused_by_name(rate: object) -> None:
+    with pytest.raises(ConfigurationError, match="rows_per_minute"):
+        EmulatedAnalytex(rows_per_minute=rate)  # type: ignore[arg-type]
 
 
 # A fresh interpreter where some optional dependencies cannot be imported: a ``None`` entry in

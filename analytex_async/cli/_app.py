@@ -10,6 +10,7 @@ The commands themselves live in ``_commands`` and ``_import_command``.
 from __future__ import annotations
 
 import asyncio  # the command line runs on asyncio: only its CancelledError is named
+import logging
 import signal
 import sys
 import threading
@@ -131,6 +132,56 @@ def cli_error(message: str, status: int) -> CliError:
     if status == UNREACHABLE:
         return CliUnreachableError(message)
     return CliError(message)
+
+
+class StderrLog(logging.Handler):
+    """The SDK's log records on stderr, one line each: ``analytex-async: warning: ...``.
+
+    Args:
+        level: The least level shown.
+        redact: Removes the API key from a line.
+    """
+
+    def __init__(self, level: int, redact: Callable[[str], str]) -> None:
+        super().__init__(level)
+        self._redact = redact
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print one record, on one line, without the key."""
+        try:
+            line = self._redact(one_line(record.getMessage()))
+            click.echo(f"{PROG}: {record.levelname.lower()}: {line}", err=True)
+        except Exception:  # logging's own policy: report, never raise
+            self.handleError(record)
+
+
+def show_logs(verbosity: int, redact: Callable[[str], str]) -> Callable[[], None]:
+    """Show the SDK's logs on stderr as ``-v`` asks, for the life of the command.
+
+    Without ``-v`` only errors: a retry is the SDK's business, and the command's own error is
+    its one line (without a handler of ours, Python would print every WARNING, such as each
+    retry, on stderr before it). ``-v`` adds warnings (retries) and INFO; ``-vv`` DEBUG.
+
+    Args:
+        verbosity: How many ``-v`` were given.
+        redact: Removes the API key from a line.
+
+    Returns:
+        What puts the logger back as it was.
+    """
+    logger = logging.getLogger("analytex_async")
+    level = (logging.ERROR, logging.INFO)[verbosity] if verbosity < 2 else logging.DEBUG
+    handler = StderrLog(level, redact)
+    previous = logger.level
+    logger.addHandler(handler)
+    if verbosity:
+        logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    return restore
 
 
 @attrs.frozen
@@ -385,8 +436,16 @@ def _on_one_line(exc: click.ClickException, settings: Settings | None) -> click.
     show_default=True,
     help="The API region, when no base URL is given.",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Show retries and INFO logs on stderr (-vv: debug too). Without it, only errors.",
+)
 @click.pass_context
-def cli(ctx: click.Context, api_key: str | None, base_url: str | None, region: str) -> None:
+def cli(
+    ctx: click.Context, api_key: str | None, base_url: str | None, region: str, verbose: int
+) -> None:
     """analytex-async: the Analytex server API from your shell.
 
     Start with `analytex-async demo`: it imports generated users into a local emulator, with
@@ -396,4 +455,6 @@ def cli(ctx: click.Context, api_key: str | None, base_url: str | None, region: s
     configuration error (a key the server refuses included), 3 the API could not be reached or
     kept failing, 130 interrupted.
     """
-    ctx.obj = Settings(api_key or None, base_url or None, region.lower())
+    settings = Settings(api_key or None, base_url or None, region.lower())
+    ctx.obj = settings
+    ctx.call_on_close(show_logs(verbose, settings.redact))

@@ -1,51 +1,40 @@
-"""The "Testing your code" page's example: a FastAPI app tested against the emulator.
+"""The FastAPI app the docs show (examples/fastapi_signup.py), tested as docs/testing.md does.
 
-docs/testing.md includes this file's sections verbatim, so the documented example always runs.
+docs/index.md and docs/testing.md include the example's app section verbatim; this test imports
+the example itself, as a user's test imports their app, and replaces its dependency.
 """
 
 from __future__ import annotations
 
-# --8<-- [start:app]
-from typing import Annotated
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, Request
 
-from analytex_async import AsyncAnalytex
 from analytex_async.testing import EmulatedAnalytex
 
-
-def get_analytex(request: Request) -> AsyncAnalytex:
-    return request.app.state.analytex  # type: ignore[no-any-return]  # set by the lifespan
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_signup.py"
 
 
-app = FastAPI()  # in production: a lifespan that opens one AsyncAnalytex into app.state
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fastapi_signup", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@app.post("/signup/{user_id}")
-async def signup(
-    user_id: str, analytex: Annotated[AsyncAnalytex, Depends(get_analytex)]
-) -> dict[str, bool]:
-    await analytex.identify(user_id, metadata={"plan": "free"})
-    await analytex.track(user_id, "Signed Up")
-    return {"ok": True}
-
-
-# --8<-- [end:app]
-
-
-# --8<-- [start:test]
 @pytest.mark.anyio
 async def test_signup_identifies_and_tracks() -> None:
+    myapp = load_example()
     async with EmulatedAnalytex() as analytex:
-        app.dependency_overrides[get_analytex] = lambda: analytex.client
-        transport = httpx.ASGITransport(app=app)
+        myapp.app.dependency_overrides[myapp.get_analytex] = lambda: analytex.client
+        transport = httpx.ASGITransport(app=myapp.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
             response = await http.post("/signup/user_001")
-    assert response.json() == {"ok": True}
+    assert response.json() == {"status": "ok"}
     assert analytex.emulator.users["user_001"].metadata == {"plan": "free"}
     assert [e.event_name for e in analytex.emulator.events] == ["Signed Up"]
-
-
-# --8<-- [end:test]
