@@ -332,9 +332,7 @@ class ExportCalls:
                 for event in batch:
                     yield event
 
-    async def _file_events(
-        self, fetcher: LinkFetcher, file: ExportFile
-    ) -> AsyncIterator[Events]:
+    async def _file_events(self, fetcher: LinkFetcher, file: ExportFile) -> AsyncIterator[Events]:
         async with fetcher.open(file) as body:
             chunks = body.chunks()
             head = b""

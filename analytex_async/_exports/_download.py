@@ -32,7 +32,7 @@ from ._models import ExportFile, without_query
 EXPIRED_STATUSES = frozenset({403, 404, 410})
 """What a file host answers for an expired signed link."""
 MAX_REDIRECTS = 5
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 64 * 1024
 """Bytes read from the network at a time (a bound on what a file holds in memory)."""
 
 Renew = Callable[[str], Awaitable[ExportFile | None]]
