@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
+import importlib.util
+import itertools
 import json
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,6 +20,7 @@ import pytest
 import respx
 
 from analytex_async import (
+    APIStatusError,
     AsyncAnalytex,
     ConfigurationError,
     Export,
@@ -179,9 +183,7 @@ async def test_a_409_waits_for_the_running_export_then_starts_this_one(
 
 async def test_the_409_wait_has_a_timeout(router: respx.MockRouter, client: AsyncAnalytex) -> None:
     router.post(EXPORTS).respond(409)
-    router.get(f"{EXPORTS}/jobs/").respond(
-        200, json=[{"job_id": "o", "status": "pending"}]
-    )
+    router.get(f"{EXPORTS}/jobs/").respond(200, json=[{"job_id": "o", "status": "pending"}])
     router.get(f"{EXPORTS}/jobs/o").respond(200, json={"job_id": "o", "status": "pending"})
     with pytest.raises(TimeoutError):
         await client.start_export(start="2026-11-01", end="2026-12-01", timeout=60)
@@ -208,9 +210,10 @@ async def test_wait_polls_at_once_then_backs_off_and_reports_each_change(
         seen.append(export)
 
     export = await client.wait_for_export("export:jobs:NX-1:a/b", on_progress=on_progress)
-    assert export.is_finished and export.is_completed
+    assert export.is_finished
+    assert export.is_completed
     assert times[0] == 0
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0 < gap <= 30 for gap in gaps)
     assert [e.progress for e in seen] == [0.0, 10.5, 60.0, 100.0]
     assert export.files[0].filename == "part-0.ndjson.gz"
@@ -256,7 +259,8 @@ def test_repr_and_str_never_show_a_links_query() -> None:
     file = ExportFile("a.ndjson.gz", f"{FILES}/bucket/a.ndjson.gz?{SIGNED}")
     export = Export.from_api(job())
     for text in (repr(file), str(file), repr(export), str(export)):
-        assert "deadbeef" not in text and "X-Amz" not in text
+        assert "deadbeef" not in text
+        assert "X-Amz" not in text
     assert "files.example/bucket/a.ndjson.gz" in repr(file)
     assert file.url.endswith(SIGNED)
 
@@ -313,7 +317,8 @@ async def test_an_expired_link_is_renewed_once_by_fetching_the_job_again(
     )
     events = [e async for e in client.export_events(job_id="export:jobs:NX-1:a/b")]
     assert len(events) == 1
-    assert jobs.call_count == 2 and renewed.called
+    assert jobs.call_count == 2
+    assert renewed.called
 
 
 async def test_a_link_still_expired_after_renewal_fails_without_showing_the_query(
@@ -321,10 +326,9 @@ async def test_a_link_still_expired_after_renewal_fails_without_showing_the_quer
 ) -> None:
     router.get(JOB_URL).respond(200, json=job())
     router.get(url__startswith=f"{FILES}/").respond(410)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(APIStatusError, match="expired") as caught:
         async for _ in client.export_events(job_id="export:jobs:NX-1:a/b"):
             pass
-    assert "expired" in str(caught.value)
     assert "deadbeef" not in str(caught.value)
 
 
@@ -337,7 +341,8 @@ async def test_a_truncated_body_is_resumed_never_passed_on_as_whole(
     files = router.get(url__startswith=f"{FILES}/").mock(
         side_effect=[
             # Promises the whole file, sends half (a reset connection looks the same).
-            httpx.Response(200, content=body[:half], headers={"Content-Length": str(len(body)), "ETag": '"e1"'}),
+            httpx.Response(200, content=body[:half],
+                           headers={"Content-Length": str(len(body)), "ETag": '"e1"'}),
             httpx.Response(206, content=body[half:], headers={
                 "Content-Range": f"bytes {half}-{len(body) - 1}/{len(body)}", "ETag": '"e1"'}),
         ]
@@ -386,7 +391,9 @@ async def test_plain_http_links_are_refused_off_loopback(
     answer = job()
     answer["presigned_urls"][0]["url"] = link
     router.get(JOB_URL).respond(200, json=answer)
-    files = router.route(url__startswith=link.split("?")[0]).respond(200, content=ndjson_gz(EVENT))
+    files = router.route(url__startswith=link.split("?", maxsplit=1)[0]).respond(
+        200, content=ndjson_gz(EVENT)
+    )
     with pytest.raises(Exception, match="https") as caught:
         async for _ in client.export_events(job_id="export:jobs:NX-1:a/b"):
             pass
@@ -408,16 +415,14 @@ async def test_a_file_name_with_a_path_is_refused(
         return
     with pytest.raises(Exception, match="plain file name"):
         await client.download_export("export:jobs:NX-1:a/b", tmp_path / "out")
-    assert list(tmp_path.rglob("*")) in ([], [tmp_path / "out"])
+    assert not list((tmp_path / "out").iterdir())
 
 
 async def test_download_writes_whole_files_skips_them_on_a_rerun_and_refuses_others(
     router: respx.MockRouter, client: AsyncAnalytex, tmp_path: Path
 ) -> None:
-    import hashlib
-
     body = ndjson_gz(EVENT)
-    etag = f'"{hashlib.md5(body).hexdigest()}"'
+    etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
     router.get(JOB_URL).respond(200, json=job(files=2))
     files = router.get(url__startswith=f"{FILES}/").respond(
         200, content=body, headers={"ETag": etag}
@@ -442,8 +447,10 @@ async def test_lookups_follow_the_after_cursor_and_accept_either_shape(
 ) -> None:
     pages = router.get(f"{EXPORTS}/lookups/segments").mock(
         side_effect=[
-            httpx.Response(200, json={"data": [{"id": 1}], "metadata": {"cursor": {"after": "c/2", "before": None}}}),
-            httpx.Response(200, json={"data": [{"id": 2}], "metadata": {"cursor": {"after": None}}}),
+            httpx.Response(200, json={"data": [{"id": 1}],
+                                      "metadata": {"cursor": {"after": "c/2", "before": None}}}),
+            httpx.Response(200, json={"data": [{"id": 2}],
+                                      "metadata": {"cursor": {"after": None}}}),
         ]
     )  # fmt: skip
     router.get(f"{EXPORTS}/lookups/flows").respond(200, json=[{"id": "f"}])
@@ -493,8 +500,6 @@ async def test_a_missing_extra_fails_before_the_export_starts_naming_it(
     fmt: str,
     module: str,
 ) -> None:
-    import importlib.util
-
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
