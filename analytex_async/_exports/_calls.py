@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -30,7 +31,7 @@ from .._retry import RetryPolicy
 from .._transport import Transport, bytes_body, encode_json
 from ._columnar import TableBuilder, parquet_pieces, read_avro, read_parquet
 from ._download import LinkFetcher, save
-from ._formats import ExportFileError, read_text, sniff_raw
+from ._formats import ExportFileError, FileKind, read_text, sniff_raw
 from ._models import Export, ExportFile
 from ._query import ExportQuery, require_extra
 
@@ -65,6 +66,7 @@ MIN_POLL = 0.05
 """Seconds between two polls at least, however close to done an export looks."""
 MAX_LOOKUP_PAGES = 10_000
 SNIFF_BYTES = 64
+SPOOL = "analytex-export-"
 
 ProgressHook = Callable[[Export], Awaitable[None] | None]
 """Told each new state of an export being waited for."""
@@ -317,7 +319,7 @@ class ExportCalls:
         *,
         job_id: str | Export | None = None,
         time_limit: float | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Start (or reuse) an export, wait for it, and yield its events in file order."""
         if job_id is not None:
             export = await self._finished(job_id, time_limit)
@@ -328,38 +330,20 @@ class ExportCalls:
             )
         fetcher = self._fetcher(export.job_id)
         for file in export.files:
-            async for batch in self._file_events(fetcher, file):
-                for event in batch:
-                    yield event
+            async with aclosing(self._file_events(fetcher, file)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        yield event
 
-    async def _file_events(self, fetcher: LinkFetcher, file: ExportFile) -> AsyncIterator[Events]:
-        async with fetcher.open(file) as body:
-            chunks = body.chunks()
-            head = b""
-            async for chunk in chunks:
-                head += chunk
-                if len(head) >= SNIFF_BYTES:
-                    break
-            kind = sniff_raw(head)
-            try:
-                if kind in ("ndjson", "csv"):
-                    async for batch in read_text(_replay(head, chunks), kind, file.filename):
-                        yield batch
-                    return
-                module, extra = (
-                    ("pyarrow", "parquet") if kind == "parquet" else ("fastavro", "avro")
-                )
-                require_extra(module, extra, f"reading {file.filename} ({kind})")
-                with tempfile.TemporaryDirectory(prefix="analytex-export-") as spool:
-                    path = Path(spool) / "file"
-                    await _spool(head, chunks, path)
-                    reader = read_parquet if kind == "parquet" else read_avro
-                    async for batch in reader(path, file.filename):
-                        yield batch
-            except ExportFileError as exc:
-                raise APIResponseValidationError(
-                    f"export {file.filename}: {exc}", response=_no_response(file)
-                ) from None
+    async def _file_events(
+        self, fetcher: LinkFetcher, file: ExportFile
+    ) -> AsyncGenerator[Events, None]:
+        async with fetcher.open(file) as body, aclosing(body.chunks()) as chunks:
+            head = await _head(chunks)
+            batches = _events_of(sniff_raw(head), head, chunks, file.filename)
+            async with aclosing(batches):
+                async for batch in batches:
+                    yield batch
 
     async def table(
         self,
@@ -386,30 +370,23 @@ class ExportCalls:
     async def _file_into_table(
         self, fetcher: LinkFetcher, file: ExportFile, builder: TableBuilder
     ) -> None:
-        async with fetcher.open(file) as body:
-            chunks = body.chunks()
-            head = b""
-            async for chunk in chunks:
-                head += chunk
-                if len(head) >= SNIFF_BYTES:
-                    break
-            if sniff_raw(head) == "parquet":
-                try:
-                    with tempfile.TemporaryDirectory(prefix="analytex-export-") as spool:
-                        path = Path(spool) / "file"
-                        await _spool(head, chunks, path)
-                        await parquet_pieces(path, file.filename, builder)
-                except ExportFileError as exc:
-                    raise APIResponseValidationError(
-                        f"export {file.filename}: {exc}", response=_no_response(file)
-                    ) from None
+        async with fetcher.open(file) as body, aclosing(body.chunks()) as chunks:
+            head = await _head(chunks)
+            kind = sniff_raw(head)
+            if kind == "parquet":
+                with _unreadable(file), tempfile.TemporaryDirectory(prefix=SPOOL) as spool:
+                    path = Path(spool) / "file"
+                    await _spool(head, chunks, path)
+                    await parquet_pieces(path, file.filename, builder)
                 return
-        async for batch in self._file_events(fetcher, file):
-            builder.add_events(batch)
+            batches = _events_of(kind, head, chunks, file.filename)
+            async with aclosing(batches):
+                async for batch in batches:
+                    builder.add_events(batch)
 
     # -- lookups ---------------------------------------------------------------------------
 
-    async def lookup(self, name: str) -> AsyncIterator[dict[str, Any]]:
+    async def lookup(self, name: str) -> AsyncGenerator[dict[str, Any], None]:
         """Yield a lookup's items, following ``after_cursor`` pages."""
         transport = self.transport()
         base = f"{LOOKUPS_PATH}{quote(name, safe='')}"
@@ -457,11 +434,56 @@ def check_lookup(name: object) -> str:
     return name
 
 
-async def _replay(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _head(chunks: AsyncIterator[bytes]) -> bytes:
+    """The first bytes of a file (enough to tell its format), taken from its chunks."""
+    head = b""
+    while len(head) < SNIFF_BYTES:
+        try:
+            head += await chunks.__anext__()
+        except StopAsyncIteration:
+            break
+    return head
+
+
+async def _replay(head: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     if head:
         yield head
     async for chunk in rest:
         yield chunk
+
+
+@contextmanager
+def _unreadable(file: ExportFile) -> Iterator[None]:
+    """An unreadable file is a 2xx whose body is not what the API documents."""
+    try:
+        yield
+    except ExportFileError as exc:
+        raise APIResponseValidationError(
+            f"export {file.filename}: {exc}", response=_no_response(file)
+        ) from None
+
+
+async def _events_of(
+    kind: FileKind, head: bytes, chunks: AsyncIterator[bytes], where: str
+) -> AsyncGenerator[Events, None]:
+    """A file's events, in batches: text parsed as it arrives, Parquet and Avro spooled first."""
+    file = ExportFile(where, "")
+    if kind in ("ndjson", "csv"):
+        replayed = _replay(head, chunks)
+        async with aclosing(replayed), aclosing(read_text(replayed, kind, where)) as batches:
+            with _unreadable(file):
+                async for batch in batches:
+                    yield batch
+        return
+    module, extra = ("pyarrow", "parquet") if kind == "parquet" else ("fastavro", "avro")
+    require_extra(module, extra, f"reading {where} ({kind})")
+    with _unreadable(file), tempfile.TemporaryDirectory(prefix=SPOOL) as spool:
+        path = Path(spool) / "file"
+        await _spool(head, chunks, path)
+        reader = read_parquet(path, where) if kind == "parquet" else read_avro(path, where)
+        async with aclosing(reader):
+            async for batch in reader:
+                yield batch
 
 
 async def _spool(head: bytes, rest: AsyncIterator[bytes], path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ def _normalized(rows: list[dict[str, Any]], where: str, first: int) -> list[dict
     return events
 
 
-async def read_parquet(path: Path, where: str) -> AsyncIterator[list[dict[str, Any]]]:
+async def read_parquet(path: Path, where: str) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Read a Parquet file's events, one row group at a time.
 
     Args:
@@ -48,9 +48,8 @@ async def read_parquet(path: Path, where: str) -> AsyncIterator[list[dict[str, A
     Yields:
         The events of each row group.
     """
-    parquet = _module("pyarrow.parquet")
     try:
-        file = await anyio.to_thread.run_sync(parquet.ParquetFile, str(path))
+        file = await anyio.to_thread.run_sync(open_parquet, path)
     except Exception as exc:  # pyarrow's own errors: a damaged file
         raise ExportFileError(f"{where}: not a readable Parquet file ({exc})") from None
     try:
@@ -58,7 +57,9 @@ async def read_parquet(path: Path, where: str) -> AsyncIterator[list[dict[str, A
         for index in range(file.num_row_groups):
 
             def rows(index: int = index, first: int = first) -> list[dict[str, Any]]:
-                return _normalized(file.read_row_group(index).to_pylist(), where, first)
+                return _normalized(
+                    file.read_row_group(index, use_threads=False).to_pylist(), where, first
+                )
 
             events = await anyio.to_thread.run_sync(rows)
             first += len(events)
@@ -67,7 +68,7 @@ async def read_parquet(path: Path, where: str) -> AsyncIterator[list[dict[str, A
         file.close()
 
 
-async def read_avro(path: Path, where: str) -> AsyncIterator[list[dict[str, Any]]]:
+async def read_avro(path: Path, where: str) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Read an Avro file's events, a few thousand records at a time.
 
     Args:
@@ -97,6 +98,32 @@ async def read_avro(path: Path, where: str) -> AsyncIterator[list[dict[str, Any]
             yield events
     finally:
         handle.close()
+
+
+def open_parquet(path: Path) -> Any:
+    """Open a spooled Parquet file whose reads allocate from the system allocator.
+
+    pyarrow's default pool (mimalloc or jemalloc) keeps the pages a decoded row group used once
+    it is freed, so the process grows by a row group's decoding on top of what it keeps; memory
+    from ``malloc`` goes back to the system. The table the reads build is what stays.
+
+    Args:
+        path: The file.
+
+    Returns:
+        A ``pyarrow.parquet.ParquetFile``.
+    """
+    pa = _module("pyarrow")
+    parquet = _module("pyarrow.parquet")
+    file = parquet.ParquetFile(str(path), pre_buffer=False)
+    try:
+        reader = parquet.ParquetReader(memory_pool=pa.system_memory_pool())
+        reader.open(str(path), pre_buffer=False)
+    except (AttributeError, TypeError):  # a pyarrow without it: the default pool then
+        return file
+    file.reader.close()
+    file.reader = reader
+    return file
 
 
 def arrow_schema() -> Any:
@@ -209,14 +236,17 @@ async def parquet_pieces(path: Path, where: str, builder: TableBuilder) -> None:
         where: The file's name, for error messages.
         builder: The table being built.
     """
-    parquet = _module("pyarrow.parquet")
     try:
-        file = await anyio.to_thread.run_sync(parquet.ParquetFile, str(path))
+        file = await anyio.to_thread.run_sync(open_parquet, path)
     except Exception as exc:  # pyarrow's own errors: a damaged file
         raise ExportFileError(f"{where}: not a readable Parquet file ({exc})") from None
     try:
         for index in range(file.num_row_groups):
-            piece = await anyio.to_thread.run_sync(file.read_row_group, index)
+
+            def read(index: int = index) -> Any:
+                return file.read_row_group(index, use_threads=False)
+
+            piece = await anyio.to_thread.run_sync(read)
             try:
                 builder.add_table(piece)
             except ExportFileError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePath
 from urllib.parse import urljoin, urlsplit
@@ -233,7 +233,7 @@ class FileBody:
         self._response = response
         self.start = offset if response.status_code == 206 else 0
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The file's bytes from ``start`` to its end, resumed across truncations.
 
         Raises:
@@ -311,7 +311,7 @@ class LinkFetcher:
         self.renew = renew
 
     @asynccontextmanager
-    async def open(self, file: ExportFile, offset: int = 0) -> AsyncIterator[FileBody]:
+    async def open(self, file: ExportFile, offset: int = 0) -> AsyncGenerator[FileBody, None]:
         """Fetch a file: the body's size and ETag are known on entry, its bytes read after.
 
         Args:

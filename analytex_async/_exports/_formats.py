@@ -18,7 +18,7 @@ import csv
 import json
 import math
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -418,7 +418,7 @@ TextReader = NdjsonReader | CsvReader
 
 async def read_text(
     chunks: AsyncIterator[bytes], kind: FileKind, where: str
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Read an NDJSON or CSV file's events, in batches, as its bytes arrive.
 
     Args:

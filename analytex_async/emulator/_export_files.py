@@ -72,7 +72,7 @@ def _ndjson(rows: Sequence[Row]) -> bytes:
 
 def _csv(rows: Sequence[Row]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: a lone \r in a cell is quoted
     writer.writerow(EVENT_COLUMNS)
     for row in rows:
         cells = []
