@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -534,6 +534,8 @@ class AsyncAnalytex(SyncCalls):
         *,
         overwrite: bool = False,
         timeout: float | None = None,  # noqa: ASYNC109 -- bounds the wait for the export
+        on_progress: ProgressHook | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> list[Path]:
         """Wait for an export if needed, then download each of its files into ``directory``.
 
@@ -546,6 +548,9 @@ class AsyncAnalytex(SyncCalls):
             directory: Where to put the files (created if needed).
             overwrite: Replace a file of the same name that differs.
             timeout: Seconds to wait at most for the export to finish.
+            on_progress: Called with the export after each poll whose progress changed,
+                while waiting for it (as ``wait_for_export``).
+            on_bytes: Called with the size of each piece written (for a progress display).
 
         Returns:
             The files' paths, in chunk order.
@@ -558,8 +563,9 @@ class AsyncAnalytex(SyncCalls):
         """
         self._check_open()
         return await self._exports.download(
-            job_id_or_export, directory, overwrite=overwrite, time_limit=timeout
-        )
+            job_id_or_export, directory, overwrite=overwrite, time_limit=timeout,
+            on_progress=on_progress, on_bytes=on_bytes,
+        )  # fmt: skip
 
     def export_events(
         self,

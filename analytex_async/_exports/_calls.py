@@ -307,10 +307,7 @@ class ExportCalls:
         fetcher = self._fetcher(export.job_id)
         paths = []
         for file in export.files:
-            path = await save(fetcher, file, target, overwrite=overwrite)
-            if on_bytes is not None:
-                on_bytes((await anyio.Path(path).stat()).st_size)
-            paths.append(path)
+            paths.append(await save(fetcher, file, target, overwrite=overwrite, on_bytes=on_bytes))
         return paths
 
     async def events(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path, PurePath
 from urllib.parse import urljoin, urlsplit
 
@@ -360,7 +360,14 @@ async def is_whole(path: Path, size: int | None, etag: str | None) -> bool:
     return True
 
 
-async def save(fetcher: LinkFetcher, file: ExportFile, directory: Path, *, overwrite: bool) -> Path:
+async def save(
+    fetcher: LinkFetcher,
+    file: ExportFile,
+    directory: Path,
+    *,
+    overwrite: bool,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Path:
     """Download one file into ``directory``: to ``NAME.part``, renamed ``NAME`` when whole.
 
     A file already there and whole is kept (a rerun skips it); a different one is refused
@@ -372,6 +379,7 @@ async def save(fetcher: LinkFetcher, file: ExportFile, directory: Path, *, overw
         file: The file.
         directory: Where to put it (it exists).
         overwrite: Replace a different file of the same name.
+        on_bytes: Told the size of each piece written (a file kept whole: its size).
 
     Returns:
         The file's path.
@@ -389,6 +397,8 @@ async def save(fetcher: LinkFetcher, file: ExportFile, directory: Path, *, overw
     async with fetcher.open(file, offset) as body:
         if exists:
             if await is_whole(target, body.size, body.etag):
+                if on_bytes is not None and body.size is not None:
+                    on_bytes(body.size)
                 return target
             if not overwrite:
                 raise FileExistsError(
@@ -396,7 +406,12 @@ async def save(fetcher: LinkFetcher, file: ExportFile, directory: Path, *, overw
                     "to replace it"
                 )
         async with await anyio.open_file(partial, "ab" if body.start else "wb") as out:
-            async for chunk in body.chunks():
-                await out.write(chunk)
+            if on_bytes is not None and body.start:
+                on_bytes(body.start)
+            async with aclosing(body.chunks()) as chunks:
+                async for chunk in chunks:
+                    await out.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
     await anyio.to_thread.run_sync(os.replace, partial, target)
     return target
