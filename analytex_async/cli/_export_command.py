@@ -205,12 +205,11 @@ def export(settings: Settings, /, **options: Any) -> None:
         except (FileExistsError, ImportError) as exc:
             hint = " (pass --overwrite to replace it)" if isinstance(exc, FileExistsError) else ""
             raise CliUsageError(f"{exc}{hint}") from None
-    out = output_console()
     total = 0
     for path in paths:
         size = path.stat().st_size
         total += size
-        out.print(Text(f"{path}\t{size}"), soft_wrap=True)
+        click.echo(f"{path}\t{size}")  # one file a line, tab-separated: for scripts
     click.echo(
         f"export {settings.redact(done.job_id)}: {counted(len(paths), 'file')}, "
         f"{_bytes(total)} in {output}",
