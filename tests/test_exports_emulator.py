@@ -8,6 +8,7 @@ after ``link_ttl`` and are renewed; lookups page with a cursor.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,17 @@ class TestOnAMockClock:
         assert len(events) == 6
         statuses = [r.status for r in emulator.requests if r.path.startswith("/_files/")]
         assert statuses == [403, 200]
+
+
+async def test_a_download_cut_off_by_the_emulator_is_fetched_again() -> None:
+    emulator = fast()
+    async with EmulatedAnalytex(emulator) as analytex:
+        await loaded(analytex)
+        client = analytex.client
+        export = await client.wait_for_export(await client.start_export(**WHOLE))
+        emulator.faults.add(re.compile("/_files/.*"), drop_connection=True, times=2)
+        events = [e async for e in client.export_events(job_id=export)]
+    assert len(events) == 6
+    statuses = [r.status for r in emulator.requests if r.path.startswith("/_files/")]
+    assert statuses.count(None) == 2  # the two cut off, then every file whole
+    assert statuses.count(200) == 3
