@@ -288,6 +288,19 @@ class ExportCalls:
             return job
         return await self.wait(job, time_limit=time_limit, on_progress=on_progress)
 
+    async def _to_read(
+        self, query: ExportQuery | None, job_id: str | Export | None, time_limit: float | None
+    ) -> Export:
+        """The completed export to read: ``job_id``'s, or a new one of ``query``.
+
+        ``time_limit`` bounds each wait: for a running export to make room, then for this one.
+        """
+        if job_id is None:
+            if query is None:
+                raise ValidationError("give the range (start, end) or an export's job_id")
+            job_id = await self.start(query, time_limit=time_limit)
+        return await self._finished(job_id, time_limit)
+
     # -- files -----------------------------------------------------------------------------
 
     async def download(
@@ -318,13 +331,7 @@ class ExportCalls:
         time_limit: float | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Start (or reuse) an export, wait for it, and yield its events in file order."""
-        if job_id is not None:
-            export = await self._finished(job_id, time_limit)
-        else:
-            assert query is not None  # noqa: S101 -- the client checks it
-            export = await self._finished(
-                await self.start(query, time_limit=time_limit), time_limit
-            )
+        export = await self._to_read(query, job_id, time_limit)
         fetcher = self._fetcher(export.job_id)
         for file in export.files:
             async with aclosing(self._file_events(fetcher, file)) as batches:
@@ -351,13 +358,7 @@ class ExportCalls:
     ) -> Any:
         """The export as one ``pyarrow.Table`` (Parquet row groups kept as its chunks)."""
         require_extra("pyarrow", "parquet", "export_table")
-        if job_id is not None:
-            export = await self._finished(job_id, time_limit)
-        else:
-            assert query is not None  # noqa: S101 -- the client checks it
-            export = await self._finished(
-                await self.start(query, time_limit=time_limit), time_limit
-            )
+        export = await self._to_read(query, job_id, time_limit)
         builder = TableBuilder()
         fetcher = self._fetcher(export.job_id)
         for file in export.files:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from .._errors import ValidationError
+from .._models import _parse_time
 
 ExportFormat = Literal["ndjson", "csv", "parquet", "avro"]
 FORMATS: tuple[str, ...] = ("ndjson", "csv", "parquet", "avro")
@@ -94,17 +95,11 @@ def parse_bound(value: object, field: str) -> datetime:
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=timezone.utc)
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
+        parsed = _parse_time(value)  # no offset: UTC
+        if parsed is None:
             raise ValidationError(
                 f"is not an ISO 8601 date or date-time: {value!r:.60}", field=field
-            ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            )
         return parsed.astimezone(timezone.utc)
     raise ValidationError(
         f"must be a datetime, a date or an ISO 8601 string, got {type(value).__name__}",

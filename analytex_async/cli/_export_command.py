@@ -21,28 +21,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._exports._calls import LOOKUPS
 from .._exports._models import Export
+from .._exports._query import FORMATS
 from ._app import CliUsageError, Settings, run_async
 from ._progress import count, counted, duration
 from ._summary import output_console
 
 __all__ = ["export", "exports", "lookup"]
 
-FORMATS = ("ndjson", "csv", "parquet", "avro")
-LOOKUPS = (
-    "user_properties",
-    "company_properties",
-    "segments",
-    "features_events",
-    "events_properties",
-    "flows",
-    "banners",
-    "embeds",
-    "spotlights",
-    "surveys",
-    "resource_center_modules",
-    "checklists",
-)
 PLAIN_INTERVAL = 5.0
 """Seconds between two progress lines while nothing changes, off a terminal."""
 
