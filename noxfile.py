@@ -68,7 +68,7 @@ def docs(session: nox.Session) -> None:
 
 BENCHMARKS = [
     "throughput", "memory", "stall", "end_to_end", "peers", "background", "parquet", "sync",
-    "otel",
+    "otel", "export",
 ]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from ._errors import (
     ConfigurationError,
     ConflictError,
     ErrorDetail,
+    ExportFailedError,
     GovernorUnavailableError,
     ImportAbortedError,
     InternalServerError,
@@ -41,6 +42,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Event
+from ._exports._models import Export, ExportFile
 from ._models import (
     Company,
     ImportProgress,
@@ -72,6 +74,9 @@ __all__ = [
     "DeliveryStats",
     "ErrorDetail",
     "Event",
+    "Export",
+    "ExportFailedError",
+    "ExportFile",
     "Governor",
     "GovernorUnavailableError",
     "ImportAbortedError",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,12 +27,16 @@ from ._config import (
     check_positive,
     check_whole,
     is_positive,
+    resolve_appex_url,
     resolve_base_url,
 )
 from ._constants import MAX_RECORDS
 from ._delivery._background import BackgroundDelivery
 from ._delivery._policy import DeliveryPolicy
 from ._errors import ConfigurationError, JobFailedError, ValidationError
+from ._exports._calls import ExportCalls, ProgressHook, check_lookup
+from ._exports._models import Export
+from ._exports._query import ExportQuery, TimeBound
 from ._imports import Importer
 from ._lifecycle import Lifecycle
 from ._models import Company, ImportResult, Job, JobStatus
@@ -69,6 +74,9 @@ class AsyncAnalytex:
             closes it.
         delivery: How ``client.background`` delivers (queue, shutdown, outbox, bulk
             overflow); ``DeliveryPolicy()`` by default.
+        appex_url: The export API's base URL; defaults to ``ANALYTEX_APPEX_URL``, then to
+            ``base_url`` when one was given (the emulator serves both), then to the region's
+            (US only). Plain ``http://`` is refused except to loopback hosts.
         retry_policy: Overrides ``max_retries`` with a complete ``RetryPolicy``.
         max_concurrency: Requests in flight at once at most.
 
@@ -95,6 +103,7 @@ class AsyncAnalytex:
         governor: Governor | None = None,
         http_client: httpx.AsyncClient | None = None,
         delivery: DeliveryPolicy | None = None,
+        appex_url: str | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 16,
     ) -> None:
@@ -130,6 +139,13 @@ class AsyncAnalytex:
             delivery=self.delivery,
         )
         self._background = BackgroundDelivery(self._life.session, self._life.stats)
+        self._exports = ExportCalls(
+            self._life.current,
+            appex_url=resolve_appex_url(region, url, appex_url),
+            api_key=key,
+            retry=retry_policy,
+            max_concurrency=max_concurrency,
+        )
 
     @property
     def governor(self) -> Governor:
@@ -717,3 +733,252 @@ class AsyncAnalytex:
             APIError: The request failed.
         """
         await self._delete("/v1/companies", "companies", company_ids)
+
+    # -- data out: exports and lookups (the appex host; see _exports) -------------------------
+
+    async def start_export(
+        self,
+        *,
+        start: TimeBound,
+        end: TimeBound,
+        format: str = "ndjson",
+        event_types: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        company_ids: Sequence[str] | None = None,
+        segment_id: str | None = None,
+        notify: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- bounds the wait after a 409
+    ) -> Export:
+        """Start an export of events (``POST /api/v1/analytics/exports``).
+
+        The appex host runs one export at a time: a 409 waits for the running export to
+        finish, then starts this one.
+
+        Args:
+            start: The first moment (inclusive): an aware ``datetime``, a ``date`` (midnight
+                UTC) or an ISO 8601 string (no offset means UTC).
+            end: The moment after the last (exclusive); after ``start``.
+            format: ``"ndjson"``, ``"csv"``, ``"parquet"`` (extra ``parquet``) or ``"avro"``
+                (extra ``avro``).
+            event_types: Only these event types (``"track"``, ``"identify_user"``, ...).
+            user_ids: Only these users.
+            company_ids: Only these companies.
+            segment_id: Only users in this segment.
+            notify: E-mail addresses the server sends the links to.
+            timeout: Seconds to wait at most for a running export to finish (after a 409).
+
+        Returns:
+            The export just started.
+
+        Raises:
+            ValidationError: A bad argument; nothing was sent.
+            ImportError: The format's extra is not installed; nothing was sent.
+            TimeoutError: Another export still ran after ``timeout`` seconds.
+            APIError: The request failed.
+        """
+        self._check_open()
+        query = ExportQuery.of(start=start, end=end, format=format, event_types=event_types,
+                               user_ids=user_ids, company_ids=company_ids,
+                               segment_id=segment_id, notify=notify)  # fmt: skip
+        return await self._exports.start(query, time_limit=timeout)
+
+    async def get_export(self, job_id: str) -> Export:
+        """Fetch an export (``GET /api/v1/analytics/exports/jobs/{job_id}``).
+
+        Args:
+            job_id: The export's id (percent-encoded for you).
+
+        Returns:
+            The export in its current state.
+
+        Raises:
+            NotFoundError: There is no such export.
+            APIError: The request failed.
+        """
+        self._check_open()
+        return await self._exports.get(job_id)
+
+    async def list_exports(self) -> list[Export]:
+        """List the account's exports (``GET /api/v1/analytics/exports/jobs/``).
+
+        Returns:
+            The exports, in the server's order (without their links).
+        """
+        self._check_open()
+        return await self._exports.list_all()
+
+    async def wait_for_export(
+        self,
+        job_id_or_export: str | Export,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- named by the public contract
+        on_progress: ProgressHook | None = None,
+    ) -> Export:
+        """Poll an export until it is finished: at once, then backing off (at most 30 s apart).
+
+        Args:
+            job_id_or_export: The export or its id.
+            timeout: Seconds to wait at most (``None``: no limit).
+            on_progress: Called (sync or async) with the export after each poll whose status
+                or progress changed.
+
+        Returns:
+            The completed export, its files' links filled in.
+
+        Raises:
+            ExportFailedError: The export ended ``failed``.
+            TimeoutError: It was not finished after ``timeout`` seconds.
+            APIError: Polling failed.
+        """
+        self._check_open()
+        return await self._exports.wait(
+            job_id_or_export, time_limit=timeout, on_progress=on_progress
+        )
+
+    async def download_export(
+        self,
+        job_id_or_export: str | Export,
+        directory: str | Path,
+        *,
+        overwrite: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 -- bounds the wait for the export
+        on_progress: ProgressHook | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> list[Path]:
+        """Wait for an export if needed, then download each of its files into ``directory``.
+
+        Each file is streamed to ``NAME.part`` and renamed ``NAME`` when whole, so a rerun
+        skips the files already whole and fetches the rest. Links are fetched without the API
+        key; an expired one is renewed once; a truncated download is resumed or retried.
+
+        Args:
+            job_id_or_export: The export or its id.
+            directory: Where to put the files (created if needed).
+            overwrite: Replace a file of the same name that differs.
+            timeout: Seconds to wait at most for the export to finish.
+            on_progress: Called with the export after each poll whose progress changed,
+                while waiting for it (as ``wait_for_export``).
+            on_bytes: Called with the size of each piece written (for a progress display).
+
+        Returns:
+            The files' paths, in chunk order.
+
+        Raises:
+            FileExistsError: A different file of the same name is there and ``overwrite`` is
+                off.
+            ExportFailedError: The export ended ``failed``.
+            APIError: A request or download failed.
+        """
+        self._check_open()
+        return await self._exports.download(
+            job_id_or_export, directory, overwrite=overwrite, time_limit=timeout,
+            on_progress=on_progress, on_bytes=on_bytes,
+        )  # fmt: skip
+
+    def export_events(
+        self,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        format: str = "ndjson",
+        event_types: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        company_ids: Sequence[str] | None = None,
+        segment_id: str | None = None,
+        job_id: str | Export | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Export events and iterate over them, one ``dict`` per event, in file order.
+
+        Starts an export (or reuses ``job_id``'s: then the range and filters are ignored),
+        waits for it, and streams each file: memory stays bounded whatever the export's size.
+        Every event has every field of the event schema: ``metadata`` a ``dict``,
+        ``inserted_at`` an aware UTC ``datetime``, the screen sizes ints, an empty cell ``None``.
+
+        Args:
+            start: The first moment (inclusive); see ``start_export``.
+            end: The moment after the last (exclusive).
+            format: The transfer format (``"ndjson"`` by default).
+            event_types: Only these event types.
+            user_ids: Only these users.
+            company_ids: Only these companies.
+            segment_id: Only users in this segment.
+            job_id: Read this export instead of starting one.
+            timeout: Seconds to wait at most for the export to finish.
+
+        Returns:
+            An async iterator of events.
+
+        Raises:
+            ValidationError: A bad argument (raised here, before any request).
+            ImportError: The format's extra is not installed (raised here).
+        """
+        self._check_open()
+        query = None
+        if job_id is None:
+            query = ExportQuery.of(start=start, end=end, format=format, event_types=event_types,
+                                   user_ids=user_ids, company_ids=company_ids,
+                                   segment_id=segment_id)  # fmt: skip
+        return self._exports.events(query, job_id=job_id, time_limit=timeout)
+
+    async def export_table(
+        self,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        format: str = "parquet",
+        event_types: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        company_ids: Sequence[str] | None = None,
+        segment_id: str | None = None,
+        job_id: str | Export | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- bounds the wait for the export
+    ) -> Any:
+        """Export events into one ``pyarrow.Table`` (extra ``parquet``).
+
+        The table has the event schema's columns: ``metadata`` kept as a JSON string column,
+        ``inserted_at`` a UTC timestamp, the screen sizes ``int64``, the rest strings.
+
+        Args:
+            start: The first moment (inclusive); see ``start_export``.
+            end: The moment after the last (exclusive).
+            format: The transfer format (``"parquet"`` by default).
+            event_types: Only these event types.
+            user_ids: Only these users.
+            company_ids: Only these companies.
+            segment_id: Only users in this segment.
+            job_id: Read this export instead of starting one.
+            timeout: Seconds to wait at most for the export to finish.
+
+        Returns:
+            A ``pyarrow.Table``.
+
+        Raises:
+            ImportError: pyarrow is not installed; nothing was sent.
+            ValidationError: A bad argument; nothing was sent.
+        """
+        self._check_open()
+        query = None
+        if job_id is None:
+            query = ExportQuery.of(start=start, end=end, format=format, event_types=event_types,
+                                   user_ids=user_ids, company_ids=company_ids,
+                                   segment_id=segment_id)  # fmt: skip
+        return await self._exports.table(query, job_id=job_id, time_limit=timeout)
+
+    def lookup(self, name: str) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over a lookup's items (``user_properties``, ``segments``, ...), all pages.
+
+        Args:
+            name: The lookup: ``user_properties``, ``company_properties``, ``segments``,
+                ``features_events``, ``events_properties``, ``flows``, ``banners``,
+                ``embeds``, ``spotlights``, ``surveys``, ``resource_center_modules`` or
+                ``checklists``.
+
+        Returns:
+            An async iterator of the items (``after_cursor`` pages followed).
+
+        Raises:
+            ValidationError: An unknown name (a ``ValueError``; raised here).
+        """
+        self._check_open()
+        return self._exports.lookup(check_lookup(name))

@@ -11,7 +11,7 @@ import ipaddress
 import os
 from urllib.parse import urlsplit
 
-from ._constants import REGIONS
+from ._constants import APPEX_REGIONS, REGIONS
 from ._errors import ConfigurationError
 
 
@@ -55,20 +55,66 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
             raise ConfigurationError(
                 f"unknown region {region!r}; use one of {known} or pass base_url"
             ) from None
+    return check_url("base_url", url)
+
+
+def check_url(name: str, url: str) -> str:
+    """Check an API base URL: http(s) with a host, no credentials or query, https off loopback.
+
+    Args:
+        name: The setting's name, for the messages (``"base_url"``, ``"appex_url"``).
+        url: The URL.
+
+    Returns:
+        The URL without surrounding white space or a trailing slash.
+
+    Raises:
+        ConfigurationError: The URL is malformed, or plain ``http://`` to a host that is not
+            loopback (the API key would travel in clear text).
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(url).__name__}")
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {url!r:.200}")
+        raise ConfigurationError(f"{name} must be an http(s) URL with a host, got {url!r:.200}")
     if parts.username or parts.password:
-        raise ConfigurationError("base_url must not carry credentials; pass api_key instead")
+        raise ConfigurationError(f"{name} must not carry credentials; pass api_key instead")
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"base_url must not have a query or fragment: {url!r:.200}")
+        raise ConfigurationError(f"{name} must not have a query or fragment: {url!r:.200}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigurationError(
             f"refusing plain http:// to {parts.hostname!r}: the API key would travel in clear "
             "text; use https:// (plain http is allowed only to loopback hosts)"
         )
     return url.rstrip("/")
+
+
+def resolve_appex_url(region: str, base_url: str, appex_url: str | None) -> str | None:
+    """Choose and check the export API's ("appex") base URL.
+
+    ``appex_url``, else ``ANALYTEX_APPEX_URL``, else the client's base URL when it is not a
+    region's default (an explicit ``base_url`` or ``ANALYTEX_BASE_URL``: the emulator serves
+    both APIs), else the region's appex host. The EU region has none documented: ``None``,
+    and the export calls then say that ``appex_url`` is needed.
+
+    Args:
+        region: The client's region.
+        base_url: The client's resolved base URL.
+        appex_url: An explicit appex URL, or ``None``.
+
+    Returns:
+        The URL without a trailing slash, or ``None`` when there is no default for the region.
+
+    Raises:
+        ConfigurationError: The URL is malformed or plain ``http://`` off loopback.
+    """
+    url = appex_url if appex_url is not None else os.environ.get("ANALYTEX_APPEX_URL") or None
+    if url is not None:
+        return check_url("appex_url", url)
+    if base_url not in REGIONS.values():
+        return base_url
+    return APPEX_REGIONS.get(region.lower()) if isinstance(region, str) else None
 
 
 def check_api_key(api_key: str | None) -> str:

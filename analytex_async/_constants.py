@@ -33,3 +33,6 @@ DELETE_INTERVAL = 2.0
 
 MAX_REJECTIONS_KEPT = 1_000
 """Rejections an ``ImportResult`` keeps whole (ours, from the contract); all are counted."""
+
+APPEX_REGIONS: Mapping[str, str] = {"us": "https://appex.userpilot.io"}
+"""The export API's ("appex") host per region; the EU host is not documented (appex-api.md)."""

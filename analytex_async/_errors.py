@@ -13,6 +13,7 @@ import attrs
 if TYPE_CHECKING:
     import httpx
 
+    from ._exports._models import Export
     from ._models import ImportResult, Job
 
 
@@ -281,3 +282,17 @@ def error_class_for(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return InternalServerError
     return STATUS_ERRORS.get(status_code, APIStatusError)
+
+
+class ExportFailedError(AnalytexError):
+    """An export (``client.wait_for_export`` and the calls that wait) ended ``failed``.
+
+    Attributes:
+        export: The export in its final state.
+    """
+
+    def __init__(self, export: Export) -> None:
+        self.export = export
+        reason = export.raw.get("error") or export.raw.get("message")
+        detail = f": {str(reason)[:300]}" if isinstance(reason, str) and reason else ""
+        super().__init__(f"export {export.job_id} failed{detail}")

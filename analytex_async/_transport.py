@@ -160,6 +160,8 @@ class Transport:
         api_key: The API key (kept private; redacted from everything we print).
         retry: The retry policy.
         max_concurrency: Requests in flight at once at most.
+        api_version: The ``X-API-Version`` header's value; ``None`` sends none (the export
+            API has its version in the path).
     """
 
     def __init__(
@@ -170,8 +172,10 @@ class Transport:
         api_key: str,
         retry: RetryPolicy,
         max_concurrency: int,
+        api_version: str | None = API_VERSION,
     ) -> None:
         self.http_client = http_client
+        self.api_version = api_version
         self.base_url = base_url
         self.retry = retry
         self._api_key = api_key
@@ -220,10 +224,11 @@ class Transport:
     def _build(self, method: str, path: str, body: BodyFactory | None) -> httpx.Request:
         headers = {
             "Authorization": f"Token {self._api_key}",
-            "X-API-Version": API_VERSION,
             "Accept": ACCEPT,
             "User-Agent": USER_AGENT,
         }
+        if self.api_version is not None:
+            headers["X-API-Version"] = self.api_version
         content: Content | None = None
         if body is not None:
             extra, content = body()

@@ -9,6 +9,7 @@ printed. The emulator processes 6,000,000 rows a minute, so waiting for a job co
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -296,3 +297,33 @@ def test_the_events_backfill_imports_a_file_and_a_second_run_skips_it(
     again = run_example("import_events.py", str(export), served=served, cwd=tmp_path)
     assert "0 events imported, 2 already imported by an earlier run" in again.stdout
     assert len(served.inspect("events")) == 2
+
+
+def test_exporting_a_month_to_parquet_writes_the_imported_events(
+    served: Served, tmp_path: Path
+) -> None:
+    parquet = pytest.importorskip("pyarrow.parquet")
+    from analytex_async import AsyncAnalytex, Event  # noqa: PLC0415 - this test only
+
+    november = dt.datetime(2026, 11, 3, 12, tzinfo=dt.timezone.utc)
+
+    async def backfill() -> None:
+        async with AsyncAnalytex(API_KEY, base_url=served.url) as client:
+            events = [Event.track(f"u{i}", "report_opened", november, metadata={"n": i})
+                      for i in range(3)]  # fmt: skip
+            events.append(Event.page_view("u1", "app.example.com", "/", november))
+            events.append(Event.track("u1", "late", november.replace(month=12)))  # outside
+            assert (await client.import_events(events)).ok
+
+    anyio.run(backfill)
+    done = run_example(
+        "export_to_parquet.py", "events.parquet", "--start", "2026-11-01", "--end", "2026-12-01",
+        served=served, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4 events" in done.stdout
+    assert "track: 3" in done.stdout
+    assert "completed" in done.stderr
+    table = parquet.read_table(tmp_path / "events.parquet")
+    assert sorted(table.column("user_id").to_pylist()) == ["u0", "u1", "u1", "u2"]
+    assert str(table.schema.field("inserted_at").type) == "timestamp[us, tz=UTC]"

@@ -27,6 +27,7 @@ from ._app import (
     run_async,
 )
 from ._display import JobDisplay, import_display
+from ._export_command import export, exports, lookup
 from ._import_command import import_group
 from ._progress import ImportWatch, counted
 from ._report import job_json
@@ -37,6 +38,9 @@ __all__ = ["cli"]
 
 cli.add_command(import_group)
 cli.add_command(sync_group)
+cli.add_command(export)
+cli.add_command(exports)
+cli.add_command(lookup)
 
 
 # -- demo ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from ._appex import AppexRoutes
 from ._errors import ApiError, answer_error
 from ._faults import Faults
 from ._inspection import INSPECTION_PREFIX, InspectionRoutes
@@ -53,6 +54,15 @@ def _random_request_id() -> str:
 class _PlannedFailure:
     reason: str
     after_rows: int
+
+
+def _check_export_settings(
+    chunk_rows: int, duration: float, link_ttl: float, lookup_page_size: int
+) -> None:
+    if chunk_rows < 1 or lookup_page_size < 1:
+        raise ValueError("export_chunk_rows and lookup_page_size must be at least 1")
+    if duration < 0 or link_ttl <= 0:
+        raise ValueError("export_duration must not be negative and link_ttl must be positive")
 
 
 def _account_label(api_key: str) -> str:
@@ -104,6 +114,13 @@ class Emulator:
             page at ``?page=N`` (``next`` is null on the last page).
         request_log_limit: How many entries :attr:`requests` keeps (oldest dropped first);
             ``None`` keeps all.
+        export_chunk_rows: Events per file of an export (the appex routes) at most.
+        export_duration: Seconds an export takes from start to ``completed`` (its chunks
+            complete evenly over it; ``0`` completes it at once).
+        link_ttl: Seconds an export's download link stays valid after the job was read
+            (the real links last 2 days).
+        lookup_page_size: Items per page of the paged lookups (``segments``,
+            ``events_properties``).
 
     Attributes:
         app: The Starlette ASGI application.
@@ -136,6 +153,10 @@ class Emulator:
         request_log_limit: int | None = 100_000,
         request_id_factory: Callable[[], str] | None = None,
         jobs_page_size: int | None = None,
+        export_chunk_rows: int = 100_000,
+        export_duration: float = 1.0,
+        link_ttl: float = 172_800.0,
+        lookup_page_size: int = 2,
     ) -> None:
         if api_keys is not None:
             if isinstance(api_keys, str):
@@ -158,6 +179,11 @@ class Emulator:
             raise ValueError("queue_delay must not be negative")
         if jobs_page_size is not None and jobs_page_size < 1:
             raise ValueError("jobs_page_size must be at least 1, or None")
+        _check_export_settings(export_chunk_rows, export_duration, link_ttl, lookup_page_size)
+        self.export_chunk_rows = export_chunk_rows
+        self.export_duration = export_duration
+        self.link_ttl = link_ttl
+        self.lookup_page_size = lookup_page_size
         self._api_keys = frozenset(api_keys) if api_keys is not None else None
         self.rows_per_minute = rows_per_minute
         self.realtime_requests_per_minute = realtime_requests_per_minute
@@ -289,6 +315,7 @@ class Emulator:
         self._accounts.clear()
         self._limits.clear()
         self._failures.clear()
+        self._appex.jobs.clear()
         self.faults.clear()
         self.requests.clear()
 
@@ -333,8 +360,14 @@ class Emulator:
     # ----------------------------------------------------------------- the app
 
     def _build_app(self) -> Starlette:
+        self._appex = AppexRoutes(self)
         app = Starlette(
-            routes=[*ApiRoutes(self).routes(), *InspectionRoutes(self).routes()],
+            routes=[
+                *ApiRoutes(self).routes(),
+                *self._appex.routes(),
+                *InspectionRoutes(self).routes(),
+                *self._appex.inspection_routes(INSPECTION_PREFIX),
+            ],
             middleware=[Middleware(FrontDoor, emulator=self, passthrough_prefix=INSPECTION_PREFIX)],
             exception_handlers={ApiError: answer_error, HTTPException: answer_error},
         )

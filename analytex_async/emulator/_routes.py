@@ -222,6 +222,7 @@ class ApiRoutes:
         user, company = read_identify(await self._json_body(request, note))
         note.records = 1
         account.apply(user)
+        account.note_identify(user, self.emulator._now())
         if company is not None:
             account.apply(company)
         return Response(status_code=202)

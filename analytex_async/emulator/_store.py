@@ -16,6 +16,7 @@ from ._rules import CompanyRecord, Record, UserRecord
 __all__ = [
     "Account",
     "BulkJob",
+    "IdentifiedUser",
     "ImportedEvent",
     "JobKind",
     "JobRow",
@@ -76,6 +77,26 @@ class TrackedEvent:
 
     user_id: str
     event_name: str
+    metadata: dict[str, object]
+    time: float
+
+
+@attrs.frozen
+class IdentifiedUser:
+    """One identify of a user, real-time or a bulk identify row: an ``identify_user`` event.
+
+    Exports show each as an event (imports of ``identify_user`` events are in
+    ``imported_events`` instead).
+
+    Attributes:
+        user_id: The user.
+        company_id: The company named with it, if any.
+        metadata: The metadata sent.
+        time: The emulator clock's reading when it was received (or its row processed).
+    """
+
+    user_id: str
+    company_id: str | None
     metadata: dict[str, object]
     time: float
 
@@ -291,6 +312,7 @@ class Account:
         events: Tracked events (``POST /v1/track``), in arrival order.
         imported_events: Events of import jobs, in the order their rows were processed.
         jobs: Bulk and import jobs by id, in submission order.
+        identified: Each identify of a user (real-time or a bulk row), in order.
         deleted_users: Ids named in accepted ``DELETE /v1/users`` requests, in order.
         deleted_companies: Ids named in accepted ``DELETE /v1/companies`` requests, in order.
     """
@@ -301,6 +323,7 @@ class Account:
     events: list[TrackedEvent] = attrs.Factory(list)
     imported_events: list[ImportedEvent] = attrs.Factory(list)
     jobs: dict[str, BulkJob] = attrs.Factory(dict)
+    identified: list[IdentifiedUser] = attrs.Factory(list)
     deleted_users: list[str] = attrs.Factory(list)
     deleted_companies: list[str] = attrs.Factory(list)
 
@@ -346,6 +369,14 @@ class Account:
                     self._apply_event(record, job.job_id, now)
                 else:
                     self.apply(record)
+                    if isinstance(record, UserRecord):
+                        self.note_identify(record, now)
+
+    def note_identify(self, record: UserRecord, now: float) -> None:
+        """Keep an identify of a user as the event an export shows."""
+        self.identified.append(
+            IdentifiedUser(record.user_id, record.company_id, dict(record.metadata), now)
+        )
 
     def running_job(self, *, imports: bool = False) -> BulkJob | None:
         """The job that blocks a new submission (call :meth:`settle` first), if any.
