@@ -40,7 +40,9 @@ def _on_full(instance: object, attribute: object, value: Any) -> None:
 
 def _outbox(instance: object, attribute: object, value: Any) -> None:
     if value is not None and not isinstance(value, (str, os.PathLike)):
-        raise ConfigurationError(f"outbox must be a directory path, got {type(value).__name__}")
+        raise ConfigurationError(
+            f"outbox must be a directory path or a redis:// URL, got {type(value).__name__}"
+        )
 
 
 def _on_error(instance: object, attribute: object, value: Any) -> None:
@@ -60,7 +62,9 @@ class DeliveryPolicy:
             spills the rest to the outbox (or counts it dropped).
         outbox: A directory where records still undelivered at shutdown are written, and from
             which the next client that opens with it replays them. Shared safely by many
-            processes.
+            processes. Or a ``redis://`` / ``rediss://`` URL (extra ``redis``, asyncio only):
+            a Redis stream shared by every process and host using that URL, namespaced by the
+            API key's hash and the URL's ``?name=``.
         bulk_overflow: Send user and company identifies that would wait longer than
             ``max_delay`` for the real-time window through the bulk API instead.
         max_delay: Seconds an identify may wait for the real-time window before it overflows to

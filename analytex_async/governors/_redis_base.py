@@ -26,7 +26,7 @@ class UseLocal(Exception):
     """Redis failed and the governor falls back to its in-process budget."""
 
 
-def require_asyncio(what: str) -> None:
+def require_asyncio(what: str, instead: str = "the in-process RowGovernor") -> None:
     """Refuse to run under anything but asyncio.
 
     redis-py's asyncio client is built on asyncio streams: under trio it fails deep inside with
@@ -34,6 +34,7 @@ def require_asyncio(what: str) -> None:
 
     Args:
         what: The class name, for the message.
+        instead: What to use under trio, for the message.
 
     Raises:
         ConfigurationError: The running async library is not asyncio.
@@ -41,8 +42,8 @@ def require_asyncio(what: str) -> None:
     if sniffio.current_async_library() != "asyncio":
         raise ConfigurationError(
             f"{what} uses redis-py's asyncio client, which needs the asyncio event loop and "
-            "does not run under trio; run this worker under asyncio, or use the in-process "
-            "RowGovernor under trio"
+            f"does not run under trio; run this worker under asyncio, or use {instead} under "
+            "trio"
         )
 
 
