@@ -199,9 +199,14 @@ class RedisOutbox:
             raise ConfigurationError(
                 'an outbox on Redis needs redis-py: pip install "analytex-async[redis]"'
             ) from None
-        self._url = safe_url(url)
         password = urlsplit(url).password
         self._secrets = {s for s in (password, unquote(password or "")) if s}
+        try:
+            self._url = safe_url(url)
+        except ValueError as exc:  # a port that is not a number
+            raise ConfigurationError(
+                f"invalid Redis URL for the outbox: {self._hide(str(exc))}"
+            ) from None
         self.claim_interval: float | None = check_rate("claim_interval", claim_interval)
         self._lease = check_rate("lease", lease)
         if self._lease <= claim_interval:
@@ -234,6 +239,7 @@ class RedisOutbox:
         self._errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
         self._claim = self._client.register_script(_CLAIM)
         self._release = self._client.register_script(_RELEASE)
+        self._owed: list[str] = []  # receipts whose removal failed, to try again
         self._away = False
         self._closed = False
 
@@ -279,6 +285,7 @@ class RedisOutbox:
         try:
             # Shielded: entries the script moved to this client are always handed over.
             with anyio.CancelScope(shield=True):
+                await self._pay_owed()
                 more = True
                 while more:
                     reply = await self._claim(
@@ -338,18 +345,26 @@ class RedisOutbox:
                     pipe.xdel(self._stream, *chunk)
                     await pipe.execute()
 
+    async def _pay_owed(self) -> None:
+        if self._owed:
+            await self._forget(self._owed)
+            self._owed = []
+
     async def acknowledge(self, receipts: Sequence[object]) -> None:
         """Remove records from the stream: they were delivered, failed, or spilled again.
 
         Raises:
-            OutboxError: Redis could not be reached; the records stay, for a later replay.
+            OutboxError: Redis could not be reached; the removal is tried again at the next
+                claim and at close (records never removed are replayed again: at least once).
         """
+        self._owed += [str(receipt) for receipt in receipts]
         try:
-            await self._forget([str(receipt) for receipt in receipts])
+            await self._pay_owed()
         except self._errors as exc:
             raise OutboxError(
-                f"the Redis outbox at {self._url} could not remove {len(receipts):,} delivered "
-                f"record(s), which will be replayed again ({self._reason(exc)})"
+                f"the Redis outbox at {self._url} could not remove {len(self._owed):,} finished "
+                f"record(s) yet ({self._reason(exc)}); it tries again at its next claim and at "
+                "close, and records it never removes are replayed again (at least once)"
             ) from None
 
     async def spill(self, records: Sequence[OutboxRecord]) -> None:
@@ -423,6 +438,7 @@ class RedisOutbox:
         self._closed = True
         with anyio.CancelScope(shield=True):
             try:
+                await self._pay_owed()
                 await self._release(keys=[self._stream, self._leases], args=[GROUP, self.consumer])
             except self._errors as exc:
                 logger.warning(
