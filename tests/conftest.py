@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 import respx
 from trio.testing import MockClock
 
 from analytex_async import AsyncAnalytex, RetryPolicy
+
+from .redis_server import RedisServer, running_redis
 
 API_KEY = "sk_test_SECRET_4f9a1c77e2"
 BASE_URL = "https://analytex.test"
@@ -44,3 +47,20 @@ async def client(router: respx.MockRouter) -> AsyncIterator[AsyncAnalytex]:
 
 # analytex_async.testing is a pytest plugin through its pytest11 entry point (the testing extra):
 # its fixtures reach these tests the way they reach users', with no line here.
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a loopback port, one per test module (see ``redis_server``)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain Redis client on ``redis_server``, to look at the keys a test leaves."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

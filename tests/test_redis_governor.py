@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +56,6 @@ T0 = 1_700_000_000 * SECOND  # an explicit "now" for the scripts, any value work
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client, to look at the keys the governors leave."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

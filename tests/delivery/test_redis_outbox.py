@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +53,6 @@ def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client, to look at the keys the outboxes leave."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
 def url(redis_server: RedisServer) -> str:
     """The server's URL with an outbox name of its own for each test: tests never share."""
@@ -96,6 +80,19 @@ async def new(url: str) -> AsyncIterator[Outboxes]:
     finally:
         for outbox in outboxes.made:
             await outbox.aclose()
+
+
+@pytest.fixture
+def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients opened in this test get the short lease of ``FAST`` (and a 1 s Redis timeout)."""
+    fast = functools.partial(RedisOutbox, **FAST, timeout=1)
+    monkeypatch.setattr(redis_outbox_module, "RedisOutbox", fast)
+
+
+def server_down(emulator: Emulator) -> None:
+    """Every real-time request answers 503 (retried) until ``emulator.faults.clear()``."""
+    for path in REALTIME:
+        emulator.faults.add(path, status=503, times=None)
 
 
 def tracks(tag: str, count: int) -> list[OutboxRecord]:
@@ -422,8 +419,7 @@ def app(
 
 async def spill_signups(emulator: Emulator, outbox: str, users: int, key: str = KEY) -> None:
     """A client that closes while the server answers 503: an identify and a track per user."""
-    for path in REALTIME:
-        emulator.faults.add(path, status=503, times=None)
+    server_down(emulator)
     async with app(EmulatorTransport(emulator), outbox, key, drain_timeout=0.3) as client:
         for n in range(users):
             client.background.identify(f"u{n}", metadata={"n": n})
@@ -453,14 +449,13 @@ async def test_each_users_records_replay_in_order_and_leave_the_stream(
 
 
 async def test_a_dead_clients_records_are_taken_over_by_an_open_one_in_order(
-    url: str, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+    url: str, raw: redis.asyncio.Redis, fast_clients: None
 ) -> None:
     emulator = Emulator()
     await spill_signups(emulator, url, users=5)
     dead = RedisOutbox(url, key_hash=HASH, **FAST)
     assert len(await dead.claim()) == 10
     await dead._client.aclose()  # it never renews its lease nor lets go: killed
-    monkeypatch.setattr(redis_outbox_module, "RedisOutbox", functools.partial(RedisOutbox, **FAST))
     recording = Recording(emulator)
     async with app(recording, url) as client:
         assert client.background.stats.replayed == 0  # its lease has not ended yet
@@ -527,17 +522,13 @@ async def test_under_trio_the_client_refuses_a_redis_outbox_by_name(
 
 
 async def test_redis_restarted_mid_run_costs_a_warning_and_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fast_clients: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(
-        redis_outbox_module, "RedisOutbox", functools.partial(RedisOutbox, **FAST, timeout=1)
-    )
     emulator = Emulator()
     with running_redis(tmp_path) as server:
         url = f"{server.url}?name=restart"
         await spill_signups(emulator, url, users=2)
-        for path in REALTIME:
-            emulator.faults.add(path, status=503, times=None)
+        server_down(emulator)
         recording = Recording(emulator)
         caplog.set_level(logging.WARNING, logger="analytex_async")
         async with app(recording, url, drain_timeout=0.3) as client:
@@ -554,8 +545,7 @@ async def test_redis_restarted_mid_run_costs_a_warning_and_loses_nothing(
             await anyio.sleep(2 * FAST["claim_interval"])  # a claim or two fail meanwhile
             server.start()  # same port, same directory: the records are back
             await anyio.sleep(2 * FAST["claim_interval"])  # the next claim removes them
-            for path in REALTIME:
-                emulator.faults.add(path, status=503, times=None)
+            server_down(emulator)
             client.background.identify("u8", metadata={"late": True})
         stats = client.background.stats
         assert (stats.replayed, stats.delivered, stats.spilled, stats.dropped) == (4, 5, 1, 0)
@@ -583,14 +573,10 @@ async def test_redis_restarted_mid_run_costs_a_warning_and_loses_nothing(
 
 
 async def test_redis_away_at_close_counts_what_is_left_dropped_with_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fast_clients: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(
-        redis_outbox_module, "RedisOutbox", functools.partial(RedisOutbox, **FAST, timeout=1)
-    )
     emulator = Emulator()
-    for path in REALTIME:
-        emulator.faults.add(path, status=503, times=None)
+    server_down(emulator)
     with running_redis(tmp_path) as server:
         admin = redis.asyncio.Redis.from_url(server.url)
         await admin.config_set("requirepass", PASSWORD)

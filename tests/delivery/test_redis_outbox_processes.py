@@ -12,11 +12,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,13 @@ import pytest
 import redis
 
 from tests._net import free_port
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
-from ._emulator_process import ROOT, emulator_process
+from ._emulator_process import emulator_process
+from .test_outbox_processes import stats_of, worker
 
 USERS = 8  # an identify and a track each
 LEASE, INTERVAL = 2.0, 0.5
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture
@@ -43,32 +36,18 @@ def url(redis_server: RedisServer) -> str:
     return f"{redis_server.url}?name=p-{uuid.uuid4().hex[:12]}"
 
 
-def worker(module: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """A worker process in ``cwd``, an empty directory of its own (a pod's own disk)."""
-    cwd.mkdir()
-    return subprocess.Popen(
-        [sys.executable, "-m", f"tests.delivery.{module}", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def last_line(process: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    return dict(json.loads(out.strip().splitlines()[-1]))
+def pod(name: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """A worker in an empty directory of its own (a pod's own disk); ``_redis_outbox_worker``'s
+    modes, or ``_worker_process``'s for ``spill`` and ``replay``."""
+    (tmp_path / name).mkdir()
+    module = "_worker_process" if args[0] in ("spill", "replay") else "_redis_outbox_worker"
+    return worker(*args, module=module, cwd=tmp_path / name)
 
 
 def spill(tmp_path: Path, url: str) -> None:
     """A process that spills every user's identify and track: its server is down."""
     down = f"http://127.0.0.1:{free_port()}"
-    stats = last_line(
-        worker("_worker_process", tmp_path / "spiller", "spill", down, url, "a", str(USERS), "0.5")
-    )
+    stats = stats_of(pod("spiller", tmp_path, "spill", down, url, "a", str(USERS), "0.5"))
     assert stats["queued"] == stats["spilled"] == 2 * USERS
 
 
@@ -98,9 +77,7 @@ def test_one_pod_spills_another_replays_and_neither_writes_to_its_disk(
     spill(tmp_path, url)
     assert stream_left(redis_server, url) == (2 * USERS, 0)
     with emulator_process(tmp_path) as emulator:
-        replayed = last_line(
-            worker("_worker_process", tmp_path / "replayer", "replay", emulator.base_url, url)
-        )
+        replayed = stats_of(pod("replayer", tmp_path, "replay", emulator.base_url, url))
     seen = emulator.stop()
     assert replayed["replayed"] == replayed["delivered"] == 2 * USERS
     assert replayed["spilled"] == replayed["dropped"] == 0
@@ -118,7 +95,7 @@ def test_the_records_of_a_killed_pod_are_taken_over_by_another(
     spill(tmp_path, url)
     down = f"http://127.0.0.1:{free_port()}"
     knobs = (str(LEASE), str(INTERVAL))
-    holder = worker("_redis_outbox_worker", tmp_path / "holder", "hold", down, url, *knobs)
+    holder = pod("holder", tmp_path, "hold", down, url, *knobs)
     try:
         assert holder.stdout is not None
         held = json.loads(holder.stdout.readline())
@@ -128,21 +105,15 @@ def test_the_records_of_a_killed_pod_are_taken_over_by_another(
             count = str(2 * USERS)
             taker = None
             if opens == "before the kill":
-                taker = worker(
-                    "_redis_outbox_worker", tmp_path / "taker", "await", emulator.base_url,
-                    url, *knobs, count,
-                )  # fmt: skip
+                taker = pod("taker", tmp_path, "await", emulator.base_url, url, *knobs, count)
                 assert taker.stdout is not None
                 assert taker.stdout.readline().strip() == "open"
             holder.send_signal(signal.SIGKILL)
             holder.wait(timeout=10)
             killed = time.time()
             if taker is None:
-                taker = worker(
-                    "_redis_outbox_worker", tmp_path / "taker", "await", emulator.base_url,
-                    url, *knobs, count,
-                )  # fmt: skip
-            stats = last_line(taker)
+                taker = pod("taker", tmp_path, "await", emulator.base_url, url, *knobs, count)
+            stats = stats_of(taker)
         seen = emulator.stop()
     finally:
         if holder.poll() is None:
