@@ -1,38 +1,28 @@
 """The outbox on Redis: one stream shared by a fleet of processes and hosts without disks.
 
-``DeliveryPolicy(outbox="redis://host:6379/0?name=web")`` keeps what a closing client could not
-deliver in a Redis stream, for any client on the same URL to replay. It is the same
-``OutboxStore`` as the directory outbox (``_delivery._outboxes``); what changes is how a record is
-held and how a dead holder is noticed.
+``DeliveryPolicy(outbox="redis://host:6379/0?name=web")`` is the same ``OutboxStore`` as the
+directory outbox (``_delivery._outboxes``), on a Redis stream:
 
-* **Spill**: one ``MULTI`` of ``XADD`` s, so a spill is kept whole or not at all, in the order
-  given (each user's chain in order). Each entry holds one record in the outbox's JSON format.
-* **Claim**: every client is a consumer of one consumer group. A claim reads the entries no
-  consumer has read yet (``XREADGROUP``) and takes over those of dead consumers (``XCLAIM``):
-  both are then *pending* for this client until it acknowledges them (``XACK`` + ``XDEL``: the
-  record is gone) or lets them go at close. Records come back sorted by stream id, which is the
-  order they were spilled in, so each chain replays in its order.
-* **Who is dead**: each claim also renews this client's *lease* (its deadline, in server time,
-  in a hash beside the stream); the session claims every ``claim_interval`` seconds while the
-  client is open, so a live client's lease never ends. A consumer whose lease ended (killed, its
-  host gone) or that let go at close is dead, and the next claim by any client takes its pending
-  records over. With the defaults (a claim every 15 s, a 40 s lease) that is within 55 s of its
-  last claim, so within a minute of its death.
-* **Atomic**: the lease, the takeover and the read run in one Lua script on the Redis server's
-  own clock, so two claimers never take the same record and hosts' clocks never matter.
-* **Send times**: the windows' answer times of a closing client go to a sorted set (score: the
-  Unix time) that expires a minute after the last one was written.
+* **Spill**: one ``MULTI`` of ``XADD`` s (kept whole or not at all), in the order given; each
+  entry holds one record in the outbox's JSON format.
+* **Claim**: every client is a consumer of one consumer group. A claim reads the entries nobody
+  read yet (``XREADGROUP``) and takes over those of dead consumers (``XCLAIM``); they are then
+  this client's until it acknowledges them (``XACK`` + ``XDEL``) or lets them go at close.
+  Records come back sorted by stream id, the order they were spilled in: each chain in order.
+* **Who is dead**: a claim also renews the client's *lease* (a deadline in server time, in a
+  hash beside the stream), and the session claims every ``claim_interval`` seconds while open.
+  A consumer whose lease ran out (killed, host gone) or that let go at close is dead: the next
+  claim by any client takes its records over. Defaults: a claim every 15 s, a 40 s lease, so a
+  takeover within 55 s of the dead client's last claim. The lease, the takeover and the read are
+  one Lua script on the server's clock: two claimers never take one record.
+* **Send times**: a sorted set (score: the Unix time) that expires a minute after its last write.
 
-Keys are ``analytex:outbox:{<name>:<key hash>}:records`` (and ``:leases``, ``:times``): the
-API key's hash and the URL's ``?name=`` (default ``default``) namespace them, so applications on
-one Redis never replay each other's records; the braces keep them in one Redis Cluster slot.
-The URL's password never appears in a message, a log line or a repr. redis-py's asyncio client
-needs asyncio: under trio the outbox raises ``ConfigurationError`` when the client opens.
-
-When Redis cannot be reached, nothing is lost silently: a claim that fails is logged once (the
-records stay in Redis, and the next claim tries again), a spill that fails raises
-``OutboxError`` (the session logs an ERROR and counts the records dropped), an acknowledgement
-that fails leaves the records for a later replay (at least once).
+Keys are ``analytex:outbox:{<name>:<key hash>}:records`` (``:leases``, ``:times``): the URL's
+``?name=`` and the API key's hash, never the key; the braces keep them in one Cluster slot. The
+URL's password never appears in a message or a repr. Under trio: ``ConfigurationError``.
+Redis away: a claim logs a WARNING once and returns what it has (the rest stays for the next
+claim); a spill raises ``OutboxError`` (the session counts the records dropped); a removal that
+fails is tried again at the next claim and at close (else the records are replayed again).
 """
 
 from __future__ import annotations
@@ -45,8 +35,8 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
@@ -58,10 +48,15 @@ from ._delivery._outbox import (
     record_from_json,
 )
 from ._errors import ConfigurationError
-from .governors._redis_base import check_name, check_rate, require_asyncio, safe_url, text
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from .governors._redis_base import (
+    check_name,
+    check_rate,
+    connect,
+    hide_password,
+    require_asyncio,
+    safe_url,
+    text,
+)
 
 logger = logging.getLogger("analytex_async")
 
@@ -142,9 +137,7 @@ def _without_name(url: str) -> tuple[str, str]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     names = [value for key, value in query if key == "name"]
     if len(names) > 1:
-        raise ConfigurationError(
-            f"the outbox URL {safe_url(url)!r} names the outbox more than once (?name=)"
-        )
+        raise ConfigurationError("the outbox URL names the outbox more than once (?name=)")
     kept = urlencode([(key, value) for key, value in query if key != "name"])
     return urlunsplit(parts._replace(query=kept)), names[0] if names else "default"
 
@@ -191,22 +184,12 @@ class RedisOutbox:
     ) -> None:
         require_asyncio("The Redis outbox", "an outbox directory")
         try:
-            import redis.asyncio  # noqa: PLC0415 -- the optional ``redis`` extra
-            import redis.exceptions  # noqa: PLC0415
-            from redis.asyncio.retry import Retry  # noqa: PLC0415
-            from redis.backoff import ExponentialBackoff  # noqa: PLC0415
+            import redis.exceptions  # noqa: PLC0415 -- the optional ``redis`` extra
         except ImportError:  # pragma: no cover - exercised without the extra only
             raise ConfigurationError(
                 'an outbox on Redis needs redis-py: pip install "analytex-async[redis]"'
             ) from None
-        password = urlsplit(url).password
-        self._secrets = {s for s in (password, unquote(password or "")) if s}
-        try:
-            self._url = safe_url(url)
-        except ValueError as exc:  # a port that is not a number
-            raise ConfigurationError(
-                f"invalid Redis URL for the outbox: {self._hide(str(exc))}"
-            ) from None
+        self._secret_url = url  # only to hide its password from messages
         self.claim_interval: float | None = check_rate("claim_interval", claim_interval)
         self._lease = check_rate("lease", lease)
         if self._lease <= claim_interval:
@@ -223,19 +206,8 @@ class RedisOutbox:
         self._leases = f"analytex:outbox:{tag}:leases"
         self._times = f"analytex:outbox:{tag}:times"
         self.consumer = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-        try:
-            # Two quick retries ride over a dropped connection or a restart; more would only
-            # delay the error when Redis is really away.
-            self._client: Redis = redis.asyncio.Redis.from_url(
-                connect_url,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Redis URL {self._url!r}: {self._hide(str(exc))}"
-            ) from None
+        self._client = connect(connect_url, check_rate("timeout", timeout))
+        self._url = safe_url(url)
         self._errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
         self._claim = self._client.register_script(_CLAIM)
         self._release = self._client.register_script(_RELEASE)
@@ -246,13 +218,8 @@ class RedisOutbox:
     def __repr__(self) -> str:
         return f"RedisOutbox({self._url!r})"
 
-    def _hide(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return message
-
     def _reason(self, exc: BaseException) -> str:
-        return self._hide(f"{type(exc).__name__}: {exc}")
+        return hide_password(self._secret_url, f"{type(exc).__name__}: {exc}")
 
     def _unreachable(self, action: str, exc: BaseException, then: str) -> None:
         """Log that Redis failed, once until it answers again."""

@@ -505,6 +505,13 @@ def test_the_repr_never_shows_the_redis_password() -> None:
     assert "user:***@127.0.0.1:1" in repr(gov)
 
 
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:port/0", "redis://:hunter2@h/0?db=x"])
+def test_a_url_redis_py_refuses_is_a_configuration_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid Redis URL") as caught:
+        RedisGovernor(url, api_key=KEY)
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_under_trio_it_says_it_needs_asyncio(redis_server: RedisServer) -> None:
     gov = RedisGovernor(redis_server.url, api_key=KEY)
