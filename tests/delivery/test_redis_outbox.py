@@ -173,6 +173,16 @@ async def test_a_closed_client_lets_go_at_once_of_what_it_still_holds(new: Outbo
     assert ids(await new().claim()) == ["a-0", "a-2"]
 
 
+async def test_by_default_a_dead_clients_records_are_taken_over_within_a_minute(
+    new: Outboxes,
+) -> None:
+    outbox = new()
+    # Its last claim (renewing its lease) came before its death; the lease runs out; the next
+    # claim of a client open on the URL (one every claim_interval) takes the records over.
+    assert outbox.claim_interval is not None
+    assert outbox._lease + outbox.claim_interval < 60
+
+
 async def test_an_open_client_claims_what_others_spill_meanwhile(new: Outboxes) -> None:
     reader = new()
     assert await reader.claim() == []
