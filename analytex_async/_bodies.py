@@ -21,19 +21,7 @@ BulkRecord = User | Company | Mapping[str, Any]
 
 
 def sized_json(body: object, field: str, *, hint: str = "") -> BodyFactory:
-    """Encode a checked JSON body, refusing one the API would answer with 413.
-
-    Args:
-        body: The checked body.
-        field: The field to name when it is too large.
-        hint: What to do instead, appended to the message.
-
-    Returns:
-        A body factory replaying the encoded bytes on every attempt.
-
-    Raises:
-        ValidationError: The encoded body is over the API's 50 MB.
-    """
+    """``checked_json``'s bytes as a body factory replaying them on every attempt."""
     return bytes_body(checked_json(body, field, hint=hint), "application/json")
 
 

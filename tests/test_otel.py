@@ -255,6 +255,19 @@ async def test_the_seconds_waited_for_a_real_time_window_are_counted(otel: Telem
     assert point.sum == pytest.approx(60, abs=1)
 
 
+@pytest.mark.parametrize("anyio_backend", [trio_mock_clock()])
+async def test_background_delivery_waits_for_its_window_count_too(otel: Telemetry) -> None:
+    # Two tracks a minute: the third one handed to client.background waits a minute.
+    emulator = Emulator(**FAST)
+    async with EmulatedAnalytex(emulator, requests_per_minute=2) as analytex:
+        for n in range(3):
+            analytex.client.background.track(f"u{n}", "Viewed")
+        await analytex.client.background.flush(timeout=120)
+    (point,) = otel.points()["analytex.rate.wait"]
+    assert point.count >= 3
+    assert point.sum == pytest.approx(60, abs=1)
+
+
 async def test_every_wait_for_a_job_is_counted_also_outside_an_import(otel: Telemetry) -> None:
     emulator = Emulator(**FAST)
     async with EmulatedAnalytex(emulator, **FAST) as analytex:

@@ -55,16 +55,19 @@ class DeliveryPolicy:
     """How ``client.background`` delivers: its queue, shutdown, outbox and routing.
 
     Attributes:
-        queue_size: Records waiting at most (those in flight do not count).
+        queue_size: Records not yet settled at most: waiting, in flight, retrying, or inside
+            a bulk job that has not completed (so memory stays bounded whatever the server
+            does). Records replayed from the outbox may take it past this; new records are then
+            refused (``on_full``) until it falls below.
         on_full: ``"drop"`` the new record (counted, a warning at most once a minute) or
             ``"raise"`` ``QueueFullError`` in the caller. A coalesced identify is never new.
         drain_timeout: Seconds the client delivers what is queued when it closes, before it
             spills the rest to the outbox (or counts it dropped).
-        outbox: A directory where records still undelivered at shutdown are written, and from
-            which the next client that opens with it replays them. Shared safely by many
-            processes. Or a ``redis://`` / ``rediss://`` URL (extra ``redis``, asyncio only):
-            a Redis stream shared by every process and host using that URL, namespaced by the
-            API key's hash and the URL's ``?name=``.
+        outbox: A directory where records still undelivered at shutdown are written (with
+            the windows' send times of the last minute), and from which the next client that
+            opens with it replays them. Shared safely by many processes. Or a ``redis://`` /
+            ``rediss://`` URL (extra ``redis``, asyncio only): the same on a Redis stream shared
+            by a fleet, namespaced by the API key's hash and the URL's ``?name=``.
         bulk_overflow: Send user and company identifies that would wait longer than
             ``max_delay`` for the real-time window through the bulk API instead.
         max_delay: Seconds an identify may wait for the real-time window before it overflows to
@@ -100,7 +103,8 @@ class DeliveryStats:
     Attributes:
         queued: Records handed to ``client.background`` without an exception (dropped ones
             included) plus those replayed from the outbox.
-        pending: Records waiting or in flight now.
+        pending: Records not yet settled: waiting, in flight, retrying, or in a bulk job not
+            yet completed (the count ``queue_size`` bounds).
         delivered: Records the server accepted (for bulk, whose job completed).
         coalesced: Identifies merged into an earlier one still waiting.
         via_bulk: The part of ``delivered`` that went through the bulk API.

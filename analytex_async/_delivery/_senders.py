@@ -8,7 +8,8 @@ record. As soon as it has one, the dispatcher starts the next taker. The attempt
 slot and its concurrency slot while the request is out and gives both back when it is answered.
 
 A transient failure (no answer, 408, 429, 5xx, a shared governor briefly away) sends the record
-to ``RETRYING``: a timer task makes it ready again after its delay, holding nothing. A 429 also
+to ``RETRYING``: one timer (a heap of due times, not a task per record) makes it ready again
+after its delay; it holds nothing meanwhile. A 429 also
 pauses the whole window (``Pausable``) before the slot is given back, so the other records of
 the lane, and awaited calls, wait out the ``Retry-After``; then one probe goes first. Any other
 failure is permanent: the record settles as failed and ``on_error`` hears of it.
@@ -17,8 +18,10 @@ failure is permanent: the record settles as failed and ``on_error`` hears of it.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -143,6 +146,8 @@ class RealtimeSenders:
         self._send = send
         self._window = window
         self._slots = anyio.Semaphore(concurrency)
+        self._due: list[tuple[float, int, Record]] = []  # retries: (when, seq, record), a heap
+        self._due_changed = anyio.Event()
         self.started = 0  # identify attempts started (bulk overflow's reach estimate)
 
     async def run(self) -> None:
@@ -150,17 +155,16 @@ class RealtimeSenders:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._dispatch, tasks, self.ledger.identifies, "identify")
             tasks.start_soon(self._dispatch, tasks, self.ledger.tracks, "track")
+            tasks.start_soon(self._retry_when_due)
 
     async def _dispatch(self, tasks: TaskGroup, lane: Lane, kind: DeliveryKind) -> None:
         while True:
             await self.ledger.wait_ready(lane)
             took = anyio.Event()
-            tasks.start_soon(self._take_and_send, tasks, lane, kind, took)
+            tasks.start_soon(self._take_and_send, lane, kind, took)
             await took.wait()  # one taker at a time per lane
 
-    async def _take_and_send(
-        self, tasks: TaskGroup, lane: Lane, kind: DeliveryKind, took: anyio.Event
-    ) -> None:
+    async def _take_and_send(self, lane: Lane, kind: DeliveryKind, took: anyio.Event) -> None:
         window = self._window(kind)
         error: Exception | None = None
         try:
@@ -180,7 +184,7 @@ class RealtimeSenders:
         finally:
             took.set()  # cancelled while waiting: let the dispatcher go on (or stop)
         if error is not None:
-            self._retry_later(tasks, record, error, paused=isinstance(window, Pausable))
+            self._retry_later(record, error, paused=isinstance(window, Pausable))
 
     async def _attempt(self, record: Record, window: RequestSlots | None) -> Exception | None:
         """Send once; settle on success or a permanent failure; a transient failure is returned."""
@@ -197,9 +201,7 @@ class RealtimeSenders:
         self.ledger.settle(record, "delivered")
         return None
 
-    def _retry_later(
-        self, tasks: TaskGroup, record: Record, error: Exception, *, paused: bool
-    ) -> None:
+    def _retry_later(self, record: Record, error: Exception, *, paused: bool) -> None:
         record.tries += 1
         if isinstance(error, RateLimitError) and paused:
             # The 429 paused the whole window: the record is ready again at once, and the
@@ -213,8 +215,19 @@ class RealtimeSenders:
             "background %s will be sent again in %.0f s: %s", record.kind, delay, describe(error)
         )
         self.ledger.retrying(record)
-        tasks.start_soon(self._ready_after, record, delay)
+        heapq.heappush(self._due, (anyio.current_time() + delay, record.seq, record))
+        self._due_changed.set()
 
-    async def _ready_after(self, record: Record, delay: float) -> None:
-        await anyio.sleep(delay)
-        self.ledger.ready_again(record)
+    async def _retry_when_due(self) -> None:
+        """One timer for every retrying record: each is ready again when its delay is over."""
+        while True:
+            if self._due:
+                now = anyio.current_time()
+                while self._due and self._due[0][0] <= now:
+                    self.ledger.ready_again(heapq.heappop(self._due)[2])
+                wait = self._due[0][0] - now if self._due else math.inf
+            else:
+                wait = math.inf
+            with anyio.move_on_after(wait):
+                await self._due_changed.wait()
+            self._due_changed = anyio.Event()

@@ -51,6 +51,10 @@ class BulkRoute:
 KEYS = {"identify": "user_id", "identify_company": "company_id", "track": "user_id"}
 """The field of each kind's body that names whose record it is."""
 
+CLOCK_MARGIN = 1.0
+"""Seconds a seeded answer is taken as later than its recorded time: the closing client's clock
+(another host's, with a Redis outbox) may run a little behind this one's."""
+
 WINDOWS: dict[str, DeliveryKind] = {"identify": "identify", "track": "track"}
 """The real-time windows whose send times the outbox keeps, and a kind sent in each."""
 
@@ -124,7 +128,7 @@ class DeliverySession:
             window = self._window(kind)
             if isinstance(window, RequestWindow) and times.get(name):
                 # A shared (Redis) window already holds every process's requests.
-                window.seed([now - answered for answered in times[name]])
+                window.seed([now - answered - CLOCK_MARGIN for answered in times[name]])
 
     def _replay(self, replayed: list[Replayed]) -> None:
         for item in replayed:

@@ -212,10 +212,11 @@ class RequestWindow:
         """Count requests another client made: each answered ``age`` seconds ago.
 
         Args:
-            ages: The seconds since each answer (those older than the period are ignored).
+            ages: The seconds since each answer (those older than the period are ignored; a
+                negative age is an answer taken as later than now, for clock margins).
         """
         now = anyio.current_time()
-        kept = sorted(now - age for age in ages if 0 <= age < self.period)
+        kept = sorted(now - age for age in ages if -self.period < age < self.period)
         self._finished = deque(sorted([*self._finished, *kept]))
 
     @asynccontextmanager

@@ -5,8 +5,9 @@ server drives it) and an aiohttp app in its ``cleanup_ctx`` (served on 127.0.0.1
 TestServer). Each login handler calls ``client.background.identify`` and ``.track`` and times
 itself; after shutdown the emulator must hold every profile and every event, with no 429.
 
-These run on the real clock (uvicorn and aiohttp need asyncio): the burst fits the emulator's
-real-time windows (600 identifies and 600 tracks a minute), so nothing waits a minute.
+These run on the real clock (uvicorn and aiohttp need asyncio) at the default ``DeliveryPolicy``:
+the burst fits the emulator's real-time windows (600 identifies and 600 tracks a minute), so
+nothing waits a minute; every login is a signup (an identify, then a track of the same user).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from fastapi import FastAPI, Request
 
-from analytex_async import AsyncAnalytex, DeliveryPolicy, DeliveryStats
+from analytex_async import AsyncAnalytex, DeliveryStats
 from analytex_async.emulator import Emulator, serve
 from analytex_async.testing import EmulatedAnalytex
 
@@ -95,9 +96,8 @@ async def asgi_lifespan(app: Callable[..., Awaitable[None]]) -> AsyncIterator[No
 def fastapi_app(base_url: str, opened: list[AsyncAnalytex], in_sdk: list[float]) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncAnalytex(
-            api_key=KEY, base_url=base_url, delivery=DeliveryPolicy(drain_timeout=30)
-        ) as client:
+        # The default policy, as most apps run it (the old delivery deadlocked at it).
+        async with AsyncAnalytex(api_key=KEY, base_url=base_url) as client:
             app.state.analytex = client
             opened.append(client)
             yield
@@ -148,9 +148,8 @@ def aiohttp_app(base_url: str, opened: list[AsyncAnalytex], in_sdk: list[float])
     analytex = web.AppKey("analytex", AsyncAnalytex)
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with AsyncAnalytex(
-            api_key=KEY, base_url=base_url, delivery=DeliveryPolicy(drain_timeout=30)
-        ) as client:
+        # The default policy, as most apps run it (the old delivery deadlocked at it).
+        async with AsyncAnalytex(api_key=KEY, base_url=base_url) as client:
             app[analytex] = client
             opened.append(client)
             yield
