@@ -260,6 +260,10 @@ class Lifecycle:
         runtime = self.current()
         if runtime.open_here:
             raise RuntimeError("this AsyncAnalytex client is already open (nested `async with`)")
+        # Before the task group: a refused outbox (a Redis one under trio) leaves nothing entered.
+        outbox = None
+        if self.delivery.outbox is not None:
+            outbox = open_outbox(self.delivery.outbox, api_key_hash(self._key))
         # The task group owns the delivery worker: it lives exactly as long as the `async with`
         # block, and is entered and left by the same task, as anyio requires.
         tasks = anyio.create_task_group()
@@ -269,9 +273,6 @@ class Lifecycle:
             bulk = BulkRoute(
                 self.run_bulk, self.wait_job, self._identify_reach, self._quick_identify_reach
             )
-        outbox = None
-        if self.delivery.outbox is not None:
-            outbox = open_outbox(self.delivery.outbox, api_key_hash(self._key))
         session = DeliverySession(
             self.delivery,
             self.send_once,

@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 import respx
 from trio.testing import MockClock
 
 from analytex_async import AsyncAnalytex, RetryPolicy
+
+from .redis_server import RedisServer, running_redis
 
 API_KEY = "sk_test_SECRET_4f9a1c77e2"
 BASE_URL = "https://analytex.test"
@@ -61,3 +64,20 @@ def pytest_runtest_makereport(
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where every test must run: {reason}"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a loopback port, one per test module (see ``redis_server``)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain Redis client on ``redis_server``, to look at the keys a test leaves."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +60,6 @@ T0 = 1_700_000_000 * SECOND  # an explicit "now" for the scripts, any value work
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client, to look at the keys the governors leave."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -587,6 +571,13 @@ def test_the_repr_never_shows_the_redis_password() -> None:
     gov = RedisGovernor("redis://user:hunter2@127.0.0.1:1/0", api_key=KEY)
     assert "hunter2" not in repr(gov)
     assert "user:***@127.0.0.1:1" in repr(gov)
+
+
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:port/0", "redis://:hunter2@h/0?db=x"])
+def test_a_url_redis_py_refuses_is_a_configuration_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid Redis URL") as caught:
+        RedisGovernor(url, api_key=KEY)
+    assert "hunter2" not in str(caught.value)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from analytex_async._types import RequestSlots
 from analytex_async.governors import RedisGovernor, RedisRequestWindow, RequestWindow
 
 from .conftest import trio_mock_clock
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -62,12 +62,6 @@ class TakeTurns:
 
     def slot(self) -> AbstractAsyncContextManager[None]:
         return next(self._windows).slot()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.slow)])

@@ -83,6 +83,19 @@ class OutboxRecord:
     payload: Mapping[str, Any]
 
 
+@attrs.frozen
+class Replayed:
+    """A record claimed from an outbox (a directory, or a Redis stream), to deliver again.
+
+    Attributes:
+        record: The record.
+        receipt: The store's handle for ``OutboxStore.acknowledge``.
+    """
+
+    record: OutboxRecord
+    receipt: object = attrs.field(eq=False, repr=False)
+
+
 def _error(action: str, path: Path, exc: OSError) -> OutboxError:
     reason = exc.strerror or str(exc)
     return OutboxError(f"the outbox could not {action} {str(path)!r}: {reason}")
@@ -197,15 +210,11 @@ def _parse(path: Path, data: bytes) -> tuple[list[OutboxRecord], int]:
                 break  # a torn last line that happens to end in a newline
             unreadable += 1
             continue
-        if (
-            not isinstance(item, dict)
-            or item.get("v") != _VERSION
-            or item.get("kind") not in _KINDS
-            or not isinstance(item.get("payload"), dict)
-        ):
+        record = record_from_json(item)
+        if record is None:
             unreadable += 1
             continue
-        records.append(OutboxRecord(item["kind"], item["payload"]))
+        records.append(record)
     if unreadable:
         logger.warning(
             "outbox file %s: skipped %d unreadable line(s); the other records are replayed",
@@ -221,17 +230,34 @@ def _json_default(value: object) -> object:
     raise TypeError(f"an outbox payload holds a {type(value).__name__}, not JSON")
 
 
-def _encode(records: Sequence[OutboxRecord]) -> bytes:
-    lines = (
-        json.dumps(
-            {"v": _VERSION, "kind": record.kind, "payload": record.payload},
-            ensure_ascii=False,
-            separators=(",", ":"),
-            default=_json_default,
-        )
-        for record in records
+def encode_record(record: OutboxRecord) -> str:
+    """One record as one line of JSON (no newline): the outbox's format, on disk and in Redis.
+
+    Raises:
+        TypeError: The payload is not JSON-compatible.
+    """
+    return json.dumps(
+        {"v": _VERSION, "kind": record.kind, "payload": record.payload},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=_json_default,
     )
-    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def record_from_json(item: Any) -> OutboxRecord | None:
+    """The record a decoded line holds, or ``None`` when it is not one of ours."""
+    if (
+        not isinstance(item, dict)
+        or item.get("v") != _VERSION
+        or item.get("kind") not in _KINDS
+        or not isinstance(item.get("payload"), dict)
+    ):
+        return None
+    return OutboxRecord(item["kind"], item["payload"])
+
+
+def _encode(records: Sequence[OutboxRecord]) -> bytes:
+    return "".join(encode_record(record) + "\n" for record in records).encode("utf-8")
 
 
 def _write_all(fd: int, data: bytes) -> None:

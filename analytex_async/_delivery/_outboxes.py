@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-import attrs
 
-from ._outbox import ClaimedFile, Outbox, OutboxError, OutboxKind, OutboxRecord
+from ._outbox import ClaimedFile, Outbox, OutboxError, OutboxKind, OutboxRecord, Replayed
 
 logger = logging.getLogger("analytex_async")
 
@@ -35,19 +34,6 @@ SEND_TIMES_PREFIX = "windows-"
 SEND_TIMES_SUFFIX = ".json"
 SEND_TIMES_KEEP = 60.0
 """Seconds a closing client's send times matter (the server's window is a minute long)."""
-
-
-@attrs.frozen
-class Replayed:
-    """A record claimed from an outbox, to deliver again.
-
-    Attributes:
-        record: The record.
-        receipt: The store's handle for ``acknowledge``.
-    """
-
-    record: OutboxRecord
-    receipt: object = attrs.field(eq=False, repr=False)
 
 
 class OutboxStore(Protocol):

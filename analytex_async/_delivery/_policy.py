@@ -66,7 +66,8 @@ class DeliveryPolicy:
         outbox: A directory where records still undelivered at shutdown are written (with
             the windows' send times of the last minute), and from which the next client that
             opens with it replays them. Shared safely by many processes. Or a ``redis://`` /
-            ``rediss://`` URL (extra ``redis``): the same on a Redis stream shared by a fleet.
+            ``rediss://`` URL (extra ``redis``, asyncio only): the same on a Redis stream shared
+            by a fleet, namespaced by the API key's hash and the URL's ``?name=``.
         bulk_overflow: Send user and company identifies that would wait longer than
             ``max_delay`` for the real-time window through the bulk API instead.
         max_delay: Seconds an identify may wait for the real-time window before it overflows to

@@ -1,19 +1,24 @@
-"""What both Redis classes share: the checks on their settings and the fallback signal.
+"""What the Redis classes share: the connection, the checks on their settings, the fallback signal.
 
-:class:`~._redis.RedisGovernor` and :class:`~._redis_windows.RedisRequestWindow` take the same
-kind of settings (names that become Redis keys, positive rates and periods), refuse trio the same
-way, and show the Redis URL without its password in every message.
+:class:`~._redis.RedisGovernor`, :class:`~._redis_windows.RedisRequestWindow` and the Redis outbox
+(``analytex_async._redis_outbox``) connect the same way, take the same kind of settings (names
+that become Redis keys, positive rates and periods), refuse trio the same way, and show the Redis
+URL without its password in every message.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import sniffio
 
 from .._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # Added to every sleep so a worker wakes just after the time a script gave it rather than a
 # rounding error before it (the script would then only send it back to sleep for a microsecond).
@@ -26,7 +31,7 @@ class UseLocal(Exception):
     """Redis failed and the governor falls back to its in-process budget."""
 
 
-def require_asyncio(what: str) -> None:
+def require_asyncio(what: str, instead: str = "the in-process RowGovernor") -> None:
     """Refuse to run under anything but asyncio.
 
     redis-py's asyncio client is built on asyncio streams: under trio it fails deep inside with
@@ -34,6 +39,7 @@ def require_asyncio(what: str) -> None:
 
     Args:
         what: The class name, for the message.
+        instead: What to use under trio, for the message.
 
     Raises:
         ConfigurationError: The running async library is not asyncio.
@@ -41,8 +47,8 @@ def require_asyncio(what: str) -> None:
     if sniffio.current_async_library() != "asyncio":
         raise ConfigurationError(
             f"{what} uses redis-py's asyncio client, which needs the asyncio event loop and "
-            "does not run under trio; run this worker under asyncio, or use the in-process "
-            "RowGovernor under trio"
+            f"does not run under trio; run this worker under asyncio, or use {instead} under "
+            "trio"
         )
 
 
@@ -57,6 +63,49 @@ def safe_url(url: str) -> str:
     user = f"{parts.username}:***@" if parts.username else ":***@"
     port = f":{parts.port}" if parts.port is not None else ""
     return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
+
+
+def hide_password(url: str, message: str) -> str:
+    """``message`` with the URL's password, if it has one, replaced by ``***``."""
+    password = urlsplit(url).password
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        message = message.replace(str(secret), "***")
+    return message
+
+
+def connect(url: str, timeout: float) -> Redis:
+    """A redis-py asyncio client for ``url``; nothing connects until its first command.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        timeout: Seconds to connect and to wait for an answer.
+
+    Returns:
+        The client (the caller closes it).
+
+    Raises:
+        ConfigurationError: redis-py refuses the URL (the message shows it without password).
+    """
+    import redis.asyncio  # noqa: PLC0415 -- the optional ``redis`` extra
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import ExponentialBackoff  # noqa: PLC0415
+
+    try:
+        shown = safe_url(url)
+    except ValueError as exc:  # a port that is not a number
+        raise ConfigurationError(f"invalid Redis URL: {hide_password(url, str(exc))}") from None
+    try:
+        # A couple of quick retries ride over a dropped connection; more would only delay the
+        # error (or the governor's fallback) when Redis is really away.
+        return redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+        )
+    except ValueError as exc:
+        reason = hide_password(url, str(exc))
+        raise ConfigurationError(f"invalid Redis URL {shown!r}: {reason}") from None
 
 
 def check_rate(name: str, value: float) -> float:

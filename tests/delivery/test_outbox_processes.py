@@ -22,11 +22,13 @@ from ._emulator_process import ROOT, emulator_process
 USERS = 8  # per process: an identify and a track each
 
 
-def worker(*args: str) -> subprocess.Popen[str]:
+def worker(*args: str, module: str = "_worker_process", cwd: Path = ROOT) -> subprocess.Popen[str]:
+    """``python -m tests.delivery.<module> ARGS`` in ``cwd``; its stdout and stderr piped."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.delivery._worker_process", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", f"tests.delivery.{module}", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,10 @@ from analytex_async.emulator import Emulator
 from analytex_async.testing import EMULATED_BASE_URL, EmulatorTransport
 
 from ..conftest import trio_mock_clock
-from ..redis_server import RedisServer, running_redis
+from ..redis_server import RedisServer
 from ._emulator_process import ROOT, EmulatorProcess, emulator_process
 
 WORKERS = 3
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 def burst(
