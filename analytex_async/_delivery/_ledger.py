@@ -42,6 +42,9 @@ class State(enum.Enum):
     SETTLED = "settled"  # delivered, failed, spilled or dropped: out of the ledger
 
 
+UNSENT = frozenset({State.WAITING, State.READY})
+"""States whose record is not on its way yet (an identify may still merge into it)."""
+
 Lane = OrderedDict[int, "Record"]
 """Ready records of one route, by admission number, oldest first (O(1) at both ends)."""
 
@@ -206,6 +209,10 @@ class Ledger:
     ) -> Record:
         """Queue a record read back from the outbox: never dropped, never merged away.
 
+        A replayed record is older than anything handed over in this process that is not sent
+        yet, so it goes into its chain ahead of those (a client that claims records while open,
+        from a Redis outbox, must not let a spilled old value land after a newer one).
+
         Args:
             kind: Which call.
             key: The user or company id.
@@ -216,8 +223,27 @@ class Ledger:
             Its record.
         """
         self.replayed += 1
-        record = self._append(kind, chain_of(kind, key), payload, len(encode_json(payload)))
+        name = chain_of(kind, key)
+        records = self._chains.get(name)
+        if records is None or all(r.receipt is not None or r.state not in UNSENT for r in records):
+            record = self._append(kind, name, payload, len(encode_json(payload)))
+            record.receipt = receipt
+            return record
+        index = next(i for i, r in enumerate(records) if r.receipt is None and r.state in UNSENT)
+        self._seq += 1
+        record = Record(kind, name, payload, len(encode_json(payload)), self._seq)
         record.receipt = receipt
+        self.queued += 1
+        self._unsettled[record.seq] = record
+        if index == 0:  # ahead of a head not sent yet: the head waits again, behind it
+            head = records[0]
+            if head.lane is not None:
+                del head.lane[head.seq]
+            head.state, head.lane = State.WAITING, None
+        records.insert(index, record)
+        if index == 0:
+            self._make_ready(record)
+        self._changed()
         return record
 
     def _merge(self, chain: str, payload: dict[str, Any], size: int) -> bool:
@@ -432,8 +458,12 @@ class Ledger:
             self.on_settle(record, outcome)
 
     def unsettled(self) -> Iterator[Record]:
-        """Every record not settled yet, in admission order (so each chain in its order)."""
-        return iter(list(self._unsettled.values()))
+        """Every record not settled yet: chain by chain (in admission order), each in its order."""
+        done: set[str] = set()
+        for record in list(self._unsettled.values()):
+            if record.chain not in done:
+                done.add(record.chain)
+                yield from list(self._chains[record.chain])
 
     # -- what flush and close wait for -------------------------------------------------------
 
