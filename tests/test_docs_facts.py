@@ -18,7 +18,8 @@ from analytex_async.cli._commands import cli
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md", ROOT / "examples" / "README.md"]
-OUR_HOSTS = {"analytex.userpilot.io", "analytex-eu.userpilot.io"}  # analytex-api.md, "Base URLs"
+# analytex-api.md "Base URLs", and appex-api.md "Host and headers" (the export API's host).
+OUR_HOSTS = {"analytex.userpilot.io", "analytex-eu.userpilot.io", "appex.userpilot.io"}
 
 
 def extras() -> dict[str, set[str]]:
