@@ -31,12 +31,18 @@ StateArgument = str | os.PathLike[str] | SyncState
 
 
 def _state_of(state: object) -> SyncState:
+    from ._redis_sync_state import RedisSyncState, is_redis_url  # noqa: PLC0415 -- when used
+
+    if is_redis_url(state):
+        assert isinstance(state, str)  # noqa: S101 -- for the type checker
+        return RedisSyncState(state)
     if isinstance(state, (str, os.PathLike)):
         return SQLiteSyncState(state)
     if isinstance(state, SyncState):
         return state
     raise ValidationError(
-        f"must be a path or a SyncState, got {type(state).__name__}", field="state"
+        f"must be a path, a redis:// URL or a SyncState, got {type(state).__name__}",
+        field="state",
     )
 
 

@@ -52,6 +52,7 @@ from ._redis_base import (
     UseLocal,
     check_name,
     check_rate,
+    redis_client,
     require_asyncio,
     safe_url,
     text,
@@ -168,21 +169,8 @@ class RedisGovernor:
             self.bind_key_hash(key_hash)
 
         if isinstance(redis_url, str):
-            from redis.asyncio.retry import Retry  # noqa: PLC0415
-            from redis.backoff import ExponentialBackoff  # noqa: PLC0415
-
             self._url = safe_url(redis_url)
-            try:
-                # A couple of quick retries ride over a dropped connection; more would only
-                # delay the error (or the fallback) when Redis is really away.
-                self._client: Redis = redis.asyncio.Redis.from_url(
-                    redis_url,
-                    socket_connect_timeout=self._timeout,
-                    socket_timeout=self._timeout,
-                    retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
-                )
-            except ValueError as exc:
-                raise ConfigurationError(f"invalid Redis URL {self._url!r}: {exc}") from None
+            self._client: Redis = redis_client("RedisGovernor", redis_url, self._timeout)
             self._owns_client = True
         elif isinstance(redis_url, redis.asyncio.Redis):
             self._client = redis_url

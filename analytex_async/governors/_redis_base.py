@@ -1,19 +1,24 @@
-"""What both Redis classes share: the checks on their settings and the fallback signal.
+"""What the Redis classes share: the checks on their settings, connecting, the fallback signal.
 
-:class:`~._redis.RedisGovernor` and :class:`~._redis_windows.RedisRequestWindow` take the same
-kind of settings (names that become Redis keys, positive rates and periods), refuse trio the same
-way, and show the Redis URL without its password in every message.
+:class:`~._redis.RedisGovernor`, :class:`~._redis_windows.RedisRequestWindow` and the Redis sync
+state take the same kind of settings (names that become Redis keys, positive rates and periods),
+connect the same way, refuse trio the same way, and show the Redis URL without its password in
+every message.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import sniffio
 
 from .._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # Added to every sleep so a worker wakes just after the time a script gave it rather than a
 # rounding error before it (the script would then only send it back to sleep for a microsecond).
@@ -26,7 +31,7 @@ class UseLocal(Exception):
     """Redis failed and the governor falls back to its in-process budget."""
 
 
-def require_asyncio(what: str) -> None:
+def require_asyncio(what: str, instead: str = "the in-process RowGovernor") -> None:
     """Refuse to run under anything but asyncio.
 
     redis-py's asyncio client is built on asyncio streams: under trio it fails deep inside with
@@ -34,6 +39,7 @@ def require_asyncio(what: str) -> None:
 
     Args:
         what: The class name, for the message.
+        instead: What to use under trio, for the message.
 
     Raises:
         ConfigurationError: The running async library is not asyncio.
@@ -41,9 +47,43 @@ def require_asyncio(what: str) -> None:
     if sniffio.current_async_library() != "asyncio":
         raise ConfigurationError(
             f"{what} uses redis-py's asyncio client, which needs the asyncio event loop and "
-            "does not run under trio; run this worker under asyncio, or use the in-process "
-            "RowGovernor under trio"
+            f"does not run under trio; run this worker under asyncio, or use {instead} under "
+            "trio"
         )
+
+
+def redis_client(what: str, url: str, timeout: float) -> Redis:
+    """A ``redis.asyncio.Redis`` client for ``url``; nothing connects until its first command.
+
+    A couple of quick retries ride over a dropped connection; more would only delay the error
+    (or a fallback) when Redis is really away.
+
+    Args:
+        what: The class name, for the message when the ``redis`` extra is missing.
+        url: A ``redis://``, ``rediss://`` or ``unix://`` URL.
+        timeout: Seconds to connect to and wait for Redis.
+
+    Raises:
+        ConfigurationError: The ``redis`` extra is not installed, or the URL is invalid (the
+            message shows it without its password).
+    """
+    try:
+        import redis.asyncio  # noqa: PLC0415 -- the optional ``redis`` extra
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import ExponentialBackoff  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised without the extra only
+        raise ConfigurationError(
+            f'{what} needs redis-py: pip install "analytex-async[redis]"'
+        ) from None
+    try:
+        return redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {safe_url(url)!r}: {exc}") from None
 
 
 def safe_url(url: str) -> str:
