@@ -81,7 +81,10 @@ def digest_of(wire: dict[str, Any]) -> bytes:
 class Store(Protocol):
     """Where a scenario keeps its state, and how a test reads it behind the sync's back."""
 
-    state: str | Path
+    @property
+    def state(self) -> str | Path:
+        """What ``sync_users`` takes as ``state=``."""
+        ...
 
     def read(self) -> dict[str, bytes]:
         """The canonical digest the state holds per id (``UNKNOWN`` as it is)."""
