@@ -197,12 +197,14 @@ async def play(scenario: Scenario, steps: list[Run], **client_options: Any) -> N
         for step in steps:
             await scenario.sync(client, step)
         latest = attrs.evolve(steps[-1], failures=0, cancel_after=None, delete_missing=True)
+        ended: list[bool] = []
         for _ in range(1 + sum(step.failures for step in steps)):
             result = await scenario.sync(client, latest)
             assert result is not None
+            ended.append(result.ok)
             if result.ok:
                 break
-        assert result.ok
+        assert ended[-1]
         # The server holds exactly the latest version of every record in the source, and the
         # state exactly the source's ids.
         for user_id, version in latest.source.items():
