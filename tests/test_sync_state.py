@@ -7,10 +7,19 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analytex_async import ConfigurationError, SQLiteSyncState, SyncState
-from analytex_async._bulk._digests import canonical_digest, exact_digest, rejected_id
-from analytex_async._models import User
+from analytex_async._bulk._digests import (
+    canonical_digest,
+    rejected_id,
+    source_digest,
+    source_id,
+)
+from analytex_async._errors import ValidationError
+from analytex_async._models import Company, User
+from analytex_async._validation import bulk_record
 
 pytestmark = pytest.mark.anyio
 
@@ -44,24 +53,55 @@ def test_an_integral_float_is_its_integer_but_other_values_differ() -> None:
 def test_companies_are_keyed_by_company_id() -> None:
     line = b'{"company_id":"c9","metadata":{"seats":3}}'
     assert canonical_digest(line, "company")[0] == "c9"
-    assert exact_digest(line, "company")[0] == "c9"
+    assert source_id({"company_id": "c9", "metadata": {"seats": 3}}, "company") == "c9"
+    assert source_id({"company_id": "c9", "user_id": "u1"}, "user") == "u1"
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        b'{"user_id":"u1","metadata":{"a":1}}',
-        b'{"user_id":"a \\"quoted\\" id","metadata":{}}',
-        '{"user_id":"Zürich-7"}'.encode(),
-        b'{"user_id":"\\u00e9"}',
-        b'{"metadata":{"a":1},"user_id":"late"}',
-    ],
+primitives = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+records = st.one_of(
+    st.fixed_dictionaries(
+        {"user_id": st.text(max_size=4) | st.integers() | st.none()},
+        optional={
+            "company_id": st.text(max_size=3) | st.integers(),
+            "metadata": st.dictionaries(st.text(max_size=3), primitives | st.lists(primitives)),
+            "extra": primitives,
+        },
+    ),
+    st.builds(
+        User,
+        st.from_regex(r"[a-z]{1,4}", fullmatch=True),
+        metadata=st.dictionaries(st.text(max_size=3), primitives),
+    ),
+    st.builds(Company, st.from_regex(r"[a-z]{1,4}", fullmatch=True)),
+    primitives,
 )
-def test_the_exact_digest_reads_the_id_as_a_full_parse_does(line: bytes) -> None:
-    record_id, digest = exact_digest(line, "user")
-    assert record_id == canonical_digest(line, "user")[0]
-    assert len(digest) == 16
-    assert exact_digest(line + b" ", "user")[1] != digest  # the bytes, exactly
+
+
+@given(record=records)
+def test_every_valid_record_carries_the_id_read_before_validation(record: object) -> None:
+    """The sync looks records up before validating them: a valid one was looked up by its id."""
+    try:
+        wire = bulk_record(record, "user")
+    except ValidationError:
+        return
+    assert source_id(record, "user") == wire["user_id"]
+
+
+def test_the_source_digest_tells_apart_what_the_validation_does() -> None:
+    base = {"user_id": "u1", "metadata": {"n": 1}}
+    assert source_digest(base) == source_digest({"user_id": "u1", "metadata": {"n": 1}})
+    assert len(source_digest(base)) == 16
+    for other in (
+        {"user_id": "u1", "metadata": {"n": 1.0}},
+        {"user_id": "u1", "metadata": {"n": True}},
+        {"user_id": "u1", "metadata": {"n": "1"}},
+        {"user_id": "u1", "metadata": {"n": (1,)}},
+        {"user_id": "u1", "metadata": {"n": [1]}},
+        {"metadata": {"n": 1}, "user_id": "u1"},  # another order: the canonical digest decides
+        {"user_id": "u1", "metadata": {1: 1}},
+    ):
+        assert source_digest(other) != source_digest(base), other
+    assert source_digest({"user_id": "\ud800"}) != source_digest({"user_id": "\\ud800"})
 
 
 @pytest.mark.parametrize(
