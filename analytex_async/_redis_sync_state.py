@@ -148,9 +148,12 @@ class RedisSyncState:
         ConfigurationError: The URL, the name or a number is not usable.
 
     Examples:
+        <!-- example: redis -->
         ```python
-        state = RedisSyncState("redis://redis.internal:6379/0", name="users")
-        result = await client.sync_users("users.parquet", state=state)
+        import os
+
+        state = RedisSyncState(os.environ["REDIS_URL"], name="users")  # "redis://redis:6379/0"
+        result = await client.sync_users("users.ndjson", state=state)
         ```
     """
 
