@@ -23,8 +23,10 @@ Rules, and why:
   fail with ``ConfigurationError``: what it stored before is kept; the next run sends the rest.
   A lost lock also means the marks may be gone, so ``missing`` never runs on it (deleting ids
   the source still holds would be the one unforgivable outcome).
-* **Few round trips.** ``present`` is one pipeline per call (a few thousand records);
-  ``store`` and ``forget`` one script per thousand ids, pipelined.
+* **Few round trips, small replies.** ``present`` is one script per thousand records,
+  pipelined (one round trip a call), its answers packed in one string; ``missing`` scans the
+  digests a page at a time inside Redis; ``store`` and ``forget`` are one script per thousand
+  ids, pipelined.
 
 redis-py's asyncio client needs asyncio: under trio ``begin`` raises ``ConfigurationError``.
 """
@@ -41,7 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
-from ._bulk._sync_state import FORMAT, KIND_NAMES, latest_marks, present_answers
+from ._bulk._sync_state import FORMAT, KIND_NAMES
 from ._errors import ConfigurationError
 from ._redis_sync_lock import BEGIN, RELEASE, Keys, LockKeeper
 from ._types import RecordKind
@@ -71,6 +73,55 @@ CHUNK = 1_000
 
 _MARK = b"="  # a mark with a digest: b"=" + digest
 _MARK_REJECTED = b"-"  # a rejected record's id: present, with no digest of its own
+
+# KEYS: lock, digests, marks. ARGV: holder, ttl (ms), the (id, mark) pairs packed in one string
+# (each as its length, ":" and itself). The answers come back packed the same way (per id: "-",
+# or the digest's length, ":" and the digest): thousands of arguments and reply elements would
+# cost redis-py more to encode and parse than the lookups cost Redis.
+_PRESENT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local packed, at, out = ARGV[3], 1, {}
+local function field()
+  local colon = string.find(packed, ':', at, true)
+  local size = tonumber(string.sub(packed, at, colon - 1))
+  at = colon + size + 1
+  return string.sub(packed, colon + 1, colon + size)
+end
+while at <= #packed do
+  local id = field()
+  local mark = field()
+  local before = redis.call('HGET', KEYS[3], id)
+  if before and string.sub(before, 1, 1) == '=' then
+    before = string.sub(before, 2)
+  else
+    before = redis.call('HGET', KEYS[2], id)
+  end
+  if before then out[#out + 1] = #before .. ':' .. before else out[#out + 1] = '-' end
+  if mark == '-' then
+    redis.call('HSETNX', KEYS[3], id, mark)
+  else
+    redis.call('HSET', KEYS[3], id, mark)
+  end
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return table.concat(out)
+"""
+
+# KEYS: lock, digests, marks, missing. ARGV: holder, cursor, count, ttl (ms). One page of the
+# digests' scan: the ids this run did not mark go to the missing set. Returns the next cursor.
+_MISSING_PAGE = """
+if redis.replicate_commands then redis.replicate_commands() end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local page = redis.call('HSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
+local entries = page[2]
+for i = 1, #entries, 2 do
+  if redis.call('HEXISTS', KEYS[3], entries[i]) == 0 then
+    redis.call('SADD', KEYS[4], entries[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+return page[1]
+"""
 
 # KEYS: lock, digests. ARGV: holder, id, digest, id, digest, ...
 _STORE = """
@@ -103,6 +154,26 @@ def _split_name(url: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), names[-1]
 
 
+def _pack(record_id: str, mark: bytes) -> bytes:
+    """One ``(id, mark)`` pair for ``_PRESENT``: each as its length, ``:`` and itself."""
+    raw = record_id.encode("utf-8", "surrogatepass")
+    return b"%d:%b%d:%b" % (len(raw), raw, len(mark), mark)
+
+
+def _unpack(packed: bytes, answers: list[bytes | None]) -> None:
+    """Append the answers of one ``_PRESENT`` reply to ``answers``."""
+    at, end = 0, len(packed)
+    while at < end:
+        if packed[at] == 45:  # "-": nothing stored or marked
+            answers.append(None)
+            at += 1
+            continue
+        colon = packed.index(b":", at)
+        start = colon + 1
+        at = start + int(packed[at:colon])
+        answers.append(packed[start:at])
+
+
 class _Run:
     """What one begun run holds: its client, scripts, lock holder and the lock's keeper."""
 
@@ -111,6 +182,8 @@ class _Run:
         self.holder = holder
         self.keys = keys
         self.keeper = keeper
+        self.present: AsyncScript = client.register_script(_PRESENT)
+        self.missing_page: AsyncScript = client.register_script(_MISSING_PAGE)
         self.store: AsyncScript = client.register_script(_STORE)
         self.forget: AsyncScript = client.register_script(_FORGET)
         self.release: AsyncScript = client.register_script(RELEASE)
@@ -335,35 +408,21 @@ class RedisSyncState:
     async def _present(
         self, run: _Run, records: Sequence[tuple[str, bytes | None]]
     ) -> list[bytes | None]:
-        keys = run.keys
-        ids = list(dict.fromkeys(record_id for record_id, _ in records))
-        marks = latest_marks(records)
-        chunks = [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
+        keys = [run.keys.lock, run.keys.digests, run.keys.marks]
         pipe = run.client.pipeline(transaction=False)
-        pipe.get(keys.lock)
-        for chunk in chunks:
-            pipe.hmget(keys.digests, chunk)
-            pipe.hmget(keys.marks, chunk)
-        marked = [(record_id, _MARK + digest) for record_id, digest in marks.items()]
-        for start in range(0, len(marked), CHUNK):
-            pipe.hset(keys.marks, mapping=dict(marked[start : start + CHUNK]))
-        for record_id in ids:
-            if record_id not in marks:
-                pipe.hsetnx(keys.marks, record_id, _MARK_REJECTED)
-        pipe.pexpire(keys.marks, self._ttl_ms)
-        replies = await pipe.execute()
-        self._check_holder(run, replies[0])
-        stored: dict[str, bytes] = {}
-        earlier: dict[str, bytes] = {}
-        for number, chunk in enumerate(chunks):
-            digests, run_marks = replies[1 + 2 * number], replies[2 + 2 * number]
-            stored.update(pair for pair in zip(chunk, digests, strict=True) if pair[1] is not None)
-            earlier.update(
-                (record_id, mark[1:])
-                for record_id, mark in zip(chunk, run_marks, strict=True)
-                if mark is not None and mark.startswith(_MARK)
+        for start in range(0, len(records), CHUNK):
+            packed = b"".join(
+                _pack(record_id, _MARK_REJECTED if digest is None else _MARK + digest)
+                for record_id, digest in records[start : start + CHUNK]
             )
-        return present_answers(records, earlier, stored)
+            await run.present(keys=keys, args=[run.holder, self._ttl_ms, packed], client=pipe)
+        answers: list[bytes | None] = []
+        for packed in await pipe.execute():
+            if packed is None:
+                run.keeper.lost.set()
+                raise self._lost()
+            _unpack(packed, answers)
+        return answers
 
     async def store(self, records: Sequence[tuple[str, bytes]]) -> None:
         """Record completed records' digests (a later pair for an id wins).
@@ -416,28 +475,17 @@ class RedisSyncState:
 
     async def _snapshot_missing(self, run: _Run) -> None:
         keys = run.keys
-        client = run.client
-        self._check_holder(run, await client.get(keys.lock))
-        await client.delete(keys.missing)
-        cursor = 0
+        await run.client.delete(keys.missing)
+        cursor: bytes | str = "0"
         while True:
-            cursor, found = await client.hscan(keys.digests, cursor, count=CHUNK)
-            ids = list(found)
-            if ids:
-                pipe = client.pipeline(transaction=False)
-                pipe.get(keys.lock)
-                pipe.hmget(keys.marks, ids)
-                holder, marks = await pipe.execute()
-                self._check_holder(run, holder)
-                absent = [
-                    record_id for record_id, mark in zip(ids, marks, strict=True) if mark is None
-                ]
-                if absent:
-                    pipe = client.pipeline(transaction=False)
-                    pipe.sadd(keys.missing, *absent)
-                    pipe.pexpire(keys.missing, self._ttl_ms)
-                    await pipe.execute()
-            if cursor == 0:
+            cursor = await run.missing_page(
+                keys=[keys.lock, keys.digests, keys.marks, keys.missing],
+                args=[run.holder, cursor, CHUNK, self._ttl_ms],
+            )
+            if cursor is None:
+                run.keeper.lost.set()
+                raise self._lost()
+            if cursor in (b"0", "0"):
                 return
 
     async def _pop_missing(self, run: _Run, chunk_size: int) -> list[str]:

@@ -115,6 +115,20 @@ async def test_present_answers_the_stored_digest_then_this_runs_earlier_one(url:
     await state.end()
 
 
+async def test_any_id_and_any_digest_go_through_as_given(url: str) -> None:
+    ids = ["a:b", "3:", "Zürich", "x\ny", "-", "=", "u" * 300, "\ud800 lone"]
+    digests = [b"", b"-", b"=", b"3:", b"\x00" * 40, bytes(range(256)), b"=x", b":"]
+    state = RedisSyncState(url)
+    await state.begin("user", "api.test")
+    assert await state.present(list(zip(ids, digests, strict=True))) == [None] * len(ids)
+    await state.store([pair for pair in zip(ids, digests, strict=True) if "\ud800" not in pair[0]])
+    await state.end()
+    await state.begin("user", "api.test")
+    answers = await state.present([(record_id, b"new") for record_id in ids])
+    assert answers == [*digests[:-1], None]
+    await state.end()
+
+
 async def test_lookups_go_a_thousand_ids_a_command_in_one_round_trip(url: str) -> None:
     state = RedisSyncState(url)
     await state.begin("user", "api.test")
