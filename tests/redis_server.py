@@ -110,3 +110,10 @@ def running_redis(directory: Path, port: int | None = None) -> Iterator[RedisSer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` for the module's tests (import this fixture by name)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ from analytex_async.governors._lua import row_cost
 from analytex_async.testing import EmulatedAnalytex
 
 from ._net import free_port, wait_until
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer, redis_server, running_redis
+
+__all__ = ["redis_server"]  # a fixture, used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -56,12 +58,6 @@ T0 = 1_700_000_000 * SECOND  # an explicit "now" for the scripts, any value work
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture

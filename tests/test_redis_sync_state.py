@@ -43,10 +43,10 @@ from analytex_async.testing import EmulatedAnalytex
 
 from ._net import wait_until
 from ._uploads import Uploads
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer, redis_server, running_redis
 from .test_cli import Served, key, run, served, users, write_ndjson
 
-__all__ = ["key", "run", "served"]  # fixtures, used by name
+__all__ = ["key", "redis_server", "run", "served"]  # fixtures, used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +57,6 @@ FAST = 600_000
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture
@@ -93,28 +87,6 @@ async def test_a_redis_state_is_a_sync_state(url: str) -> None:
     assert isinstance(RedisSyncState(url), SyncState)
 
 
-async def test_present_answers_the_stored_digest_then_this_runs_earlier_one(url: str) -> None:
-    state = RedisSyncState(url)
-    await state.begin("user", "api.test")
-    assert await state.present([("a", b"1"), ("b", b"2")]) == [None, None]
-    await state.store([("a", b"1"), ("b", b"2"), ("a", b"1b")])  # a later pair wins
-    await state.end()
-
-    await state.begin("user", "api.test")
-    answers = await state.present([("a", b"x"), ("c", b"3"), ("a", b"y"), ("b", None)])
-    assert answers == [b"1b", None, b"x", b"2"]
-    # In a later call of the same run, the digest marked earlier in the run comes first; a
-    # rejected record (None) marks the id without replacing it; an empty digest is a digest.
-    assert await state.present([("a", None), ("a", b"z"), ("c", b"4"), ("b", b"")]) == [
-        b"y",
-        b"y",
-        b"3",
-        b"2",
-    ]
-    assert await state.present([("b", b"5")]) == [b""]
-    await state.end()
-
-
 async def test_any_id_and_any_digest_go_through_as_given(url: str) -> None:
     ids = ["a:b", "3:", "Zürich", "x\ny", "-", "=", "u" * 300, "\ud800 lone"]
     digests = [b"", b"-", b"=", b"3:", b"\x00" * 40, bytes(range(256)), b"=x", b":"]
@@ -135,29 +107,6 @@ async def test_lookups_go_a_thousand_ids_a_command_in_one_round_trip(url: str) -
     await state.store([(f"u{i}", b"d") for i in range(2_500)])
     answers = await state.present([(f"u{i}", b"e") for i in range(3_000)])
     assert answers == [b"d"] * 2_500 + [None] * 500
-    await state.end()
-
-
-async def test_missing_lists_stored_ids_not_marked_and_forget_drops_them(url: str) -> None:
-    state = RedisSyncState(url)
-    await state.begin("user", "api.test")
-    await state.store([(f"u{i}", b"d") for i in range(2_500)])
-    await state.end()
-
-    await state.begin("user", "api.test")
-    await state.present([(f"u{i}", b"d") for i in range(0, 2_500, 2)])
-    await state.present([("u1", None)])  # a rejected record's id counts as present
-    chunks = [chunk async for chunk in state.missing(1_000)]
-    assert [len(c) for c in chunks] == [1_000, 249]
-    gone = [i for chunk in chunks for i in chunk]
-    assert sorted(gone) == sorted(f"u{i}" for i in range(3, 2_500, 2))
-    await state.forget(gone)
-    assert [chunk async for chunk in state.missing(1_000)] == []
-    await state.end()
-
-    await state.begin("user", "api.test")  # a new run: no marks
-    remaining = [i for chunk in [c async for c in state.missing(5_000)] for i in chunk]
-    assert len(remaining) == 1_251
     await state.end()
 
 
@@ -190,17 +139,6 @@ async def test_the_run_leaves_only_the_binding_and_the_digests(
     keys = sorted([k.decode() async for k in raw.scan_iter(match=f"analytex:sync:{{{name}}}:*")])
     prefix = f"analytex:sync:{{{name}}}"
     assert keys == [f"{prefix}:digests", f"{prefix}:meta"]
-
-
-async def test_methods_need_a_begun_run(url: str) -> None:
-    state = RedisSyncState(url)
-    with pytest.raises(RuntimeError, match="begin"):
-        await state.store([("a", b"1")])
-    await state.begin("user", "api.test")
-    with pytest.raises(RuntimeError, match="already in use"):
-        await state.begin("user", "api.test")
-    await state.end()
-    await state.end()  # twice is harmless
 
 
 @pytest.mark.parametrize(
@@ -240,21 +178,6 @@ async def test_under_trio_it_says_it_needs_asyncio(url: str) -> None:
 
 
 # -- one run at a time ---------------------------------------------------------------------------
-
-
-async def test_a_second_run_is_refused_at_once_and_the_first_goes_on(url: str) -> None:
-    first = RedisSyncState(url)
-    await first.begin("user", "api.test")
-    await first.store([("a", b"1")])
-    with anyio.fail_after(1):
-        with pytest.raises(ConfigurationError, match=r"in use by another sync \(on .* pid \d+\)"):
-            await RedisSyncState(url).begin("user", "api.test")
-    await first.store([("b", b"2")])
-    await first.end()
-    second = RedisSyncState(url)
-    await second.begin("user", "api.test")
-    assert await second.present([("a", b""), ("b", b"")]) == [b"1", b"2"]
-    await second.end()
 
 
 async def test_a_live_run_keeps_its_lock_however_long_it_waits(url: str) -> None:
@@ -353,7 +276,6 @@ def test_a_second_process_is_refused_at_once_and_a_killed_runs_lock_expires(
     holder: subprocess.Popen[str], served: Served, key: str, url: str, tmp_path: Path
 ) -> None:
     source = write_ndjson(tmp_path / "users.ndjson", users(3))
-    started = time.monotonic()
     refused = cli_sync(served, key, source, url, tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert "in use by another sync" in refused.stderr
@@ -369,10 +291,11 @@ def test_a_second_process_is_refused_at_once_and_a_killed_runs_lock_expires(
         outcome.append(cli_sync(served, key, source, url, tmp_path))
         return outcome[-1].returncode != 2
 
-    assert wait_until(syncs, timeout=10, interval=0.1)
+    assert wait_until(syncs, timeout=20, interval=0.1)
     assert outcome[-1].returncode == 0, outcome[-1].stderr
-    assert time.monotonic() - killed < 5
-    assert time.monotonic() - started < 15
+    # Within its one-second lock_ttl, plus the time the CLI takes to start (slow on a busy
+    # machine); the default lock (30 s) would not have let it in this soon.
+    assert time.monotonic() - killed < 20
     assert json.loads(outcome[-1].stdout)["sync"]["new"] == 3
 
 

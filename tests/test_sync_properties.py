@@ -18,13 +18,11 @@ import contextlib
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import attrs
-import pytest
 import redis
 import trio
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -38,7 +36,9 @@ from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
 from ._uploads import Uploads
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # a fixture, used by name
 
 IDS = [f"u{i}" for i in range(12)]
 BATCH = 3
@@ -238,12 +238,6 @@ def test_random_runs_end_with_the_latest_version_of_every_record(steps: list[Run
         # A small threshold: while the state works in a thread, the clock waits for it rather
         # than racing ahead through the client's periodic tasks.
         trio.run(play, scenario, steps, clock=MockClock(autojump_threshold=0.002))
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 FAST = 600_000

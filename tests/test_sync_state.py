@@ -136,80 +136,6 @@ async def test_sqlite_state_is_a_sync_state(path: Path) -> None:
     assert isinstance(SQLiteSyncState(path), SyncState)
 
 
-async def test_present_answers_the_stored_digest_then_this_runs_earlier_one(path: Path) -> None:
-    state = SQLiteSyncState(path)
-    await state.begin("user", "api.test")
-    assert await state.present([("a", b"1"), ("b", b"2")]) == [None, None]
-    await state.store([("a", b"1"), ("b", b"2"), ("a", b"1b")])  # a later pair wins
-    await state.end()
-
-    await state.begin("user", "api.test")
-    answers = await state.present([("a", b"x"), ("c", b"3"), ("a", b"y"), ("b", None)])
-    assert answers == [b"1b", None, b"x", b"2"]
-    # In a later call of the same run, the digest marked earlier in the run comes first; a
-    # rejected record (None) marks the id without replacing it.
-    assert await state.present([("a", None), ("a", b"z"), ("c", b"4"), ("b", b"2")]) == [
-        b"y",
-        b"y",
-        b"3",
-        b"2",
-    ]
-    await state.end()
-
-
-async def test_missing_lists_stored_ids_not_marked_and_forget_drops_them(path: Path) -> None:
-    state = SQLiteSyncState(path)
-    await state.begin("user", "api.test")
-    await state.store([(f"u{i}", b"d") for i in range(2_500)])
-    await state.end()
-
-    await state.begin("user", "api.test")
-    await state.present([(f"u{i}", b"d") for i in range(0, 2_500, 2)])
-    await state.present([("u1", None)])  # a rejected record's id counts as present
-    chunks = [chunk async for chunk in state.missing(1_000)]
-    assert [len(c) for c in chunks] == [1_000, 249]
-    gone = [i for chunk in chunks for i in chunk]
-    assert "u1" not in gone
-    assert sorted(gone) == sorted(f"u{i}" for i in range(3, 2_500, 2))
-    await state.forget(gone)
-    assert [chunk async for chunk in state.missing(1_000)] == []
-    await state.end()
-
-    await state.begin("user", "api.test")  # a new run: no marks
-    remaining = [i for chunk in [c async for c in state.missing(5_000)] for i in chunk]
-    assert len(remaining) == 1_251
-    await state.end()
-
-
-async def test_a_state_of_another_kind_or_host_is_refused(path: Path) -> None:
-    state = SQLiteSyncState(path)
-    await state.begin("user", "api.analytex.test")
-    await state.end()
-    with pytest.raises(ConfigurationError, match="holds users, not companies"):
-        await SQLiteSyncState(path).begin("company", "api.analytex.test")
-    with pytest.raises(ConfigurationError, match=r"belongs to the API at api\.analytex\.test"):
-        await SQLiteSyncState(path).begin("user", "eu.analytex.test")
-    again = SQLiteSyncState(path)
-    await again.begin("user", "api.analytex.test")
-    await again.end()
-
-
-async def test_a_second_run_on_the_same_file_fails_clearly_and_the_first_goes_on(
-    path: Path,
-) -> None:
-    first = SQLiteSyncState(path)
-    await first.begin("user", "api.test")
-    await first.store([("a", b"1")])
-    with pytest.raises(ConfigurationError, match="in use by another sync"):
-        await SQLiteSyncState(path, lock_timeout=0.05).begin("user", "api.test")
-    await first.store([("b", b"2")])
-    await first.end()
-    second = SQLiteSyncState(path)
-    await second.begin("user", "api.test")
-    assert await second.present([("a", b""), ("b", b"")]) == [b"1", b"2"]
-    await second.end()
-
-
 async def test_a_file_that_is_not_a_sync_state_is_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as db:
@@ -256,13 +182,5 @@ async def test_the_state_file_stays_small(path: Path) -> None:
     assert (await anyio.Path(path).stat()).st_size / 50_000 < 60
 
 
-async def test_methods_need_a_begun_run(path: Path) -> None:
-    state = SQLiteSyncState(path)
-    with pytest.raises(RuntimeError, match="begin"):
-        await state.store([("a", b"1")])
-    await state.begin("user", "api.test")
-    with pytest.raises(RuntimeError, match="already in use"):
-        await state.begin("user", "api.test")
-    await state.end()
-    await state.end()  # twice is harmless
-    assert repr(state) == f"SQLiteSyncState({str(path)!r})"
+def test_the_repr_names_the_file(path: Path) -> None:
+    assert repr(SQLiteSyncState(path)) == f"SQLiteSyncState({str(path)!r})"
