@@ -267,6 +267,29 @@ async def test_a_rejected_records_id_is_present_never_missing_and_keeps_its_dige
     assert "u3" in emulator.users
 
 
+async def test_copies_of_a_rejected_record_are_each_rejected_never_counted_unchanged(
+    state: Path,
+) -> None:
+    """Unchanged records skip validation only when they match a record that completed: an
+    exact copy of a record this run rejected is checked (and rejected) too, in source order,
+    whether it shares its run of records with the first copy or comes thousands later."""
+    emulator = Emulator(rows_per_minute=600_000)
+    bad = {"user_id": "u3", "metadata": {"n": [3]}}  # not a primitive
+    source = [*users(10), dict(bad), dict(bad), *users(2_500, start=10), dict(bad)]
+    seen: list[Rejection] = []
+    async with EmulatedAnalytex(emulator, retry_policy=FAST) as analytex:
+        client = analytex.client
+        for _ in range(2):  # the second run finds every valid record unchanged
+            seen.clear()
+            result = await client.sync_users(source, state=state, on_invalid=seen.append)
+            assert [r.position for r in seen] == [10, 11, 2_512]
+            assert result.rows_rejected == 3
+            valid = result.rows_new + result.rows_changed + result.rows_unchanged
+            assert valid == len(source) - 3
+    assert counts(result) == (0, 0, 2_510, 0, 0)
+    assert result.rows_sent == 0
+
+
 async def test_a_failed_job_sends_its_rows_again_next_time(state: Path) -> None:
     emulator = Emulator(rows_per_minute=600_000)
     uploads = Uploads(emulator)
