@@ -39,6 +39,8 @@ from ._digests import (
     source_id,
 )
 from ._options import OnInvalid, SkipFilter
+from ._pacing import Pacer
+from ._sifting import STALL_BUDGET
 from ._sync_state import SyncState
 
 VALUE_BYTES = 2 * DIGEST_BYTES
@@ -117,10 +119,13 @@ class SyncRun:
         await self.flush()
         kind = self.kind
         looked_up: list[tuple[int, str, bytes]] = []
+        pacer = Pacer(max_items=None, max_seconds=STALL_BUDGET)
         for position, record in records:
             record_id = source_id(record, kind)
             if record_id is not None:  # else it cannot be valid: the validation rejects it
                 looked_up.append((position, record_id, source_digest(record)))
+            if pacer.due():
+                await pacer.checkpoint()
         before = await self.state.present([(record_id, d) for _, record_id, d in looked_up])
         skipped: set[int] = set()
         # A record is known valid when its digest is one stored (of a record that completed),
