@@ -365,3 +365,22 @@ async def test_redis_restarted_mid_run_fails_clearly_and_the_next_run_sends_the_
             assert len(emulator.users) == 40
             last = await client.sync_users(records, state=state, batch_size=5)
             assert (last.rows_sent, last.rows_unchanged) == (0, 40)
+
+
+def test_the_command_line_never_shows_the_password(
+    run: Callable[..., Result], served: Served, key: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    source = write_ndjson(tmp_path / "users.ndjson", users(2))
+    state = f"redis://:hunter2@127.0.0.1:{redis_server.port}/0?name=secret"
+    result = run("sync", "users", str(source), "--state", state, "--rows-per-minute", "600000")
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    assert "Sync against redis://:***@127.0.0.1" in result.stdout
+    as_json = run("sync", "users", str(source), "--state", state, "--json")
+    assert "hunter2" not in as_json.output
+    assert json.loads(as_json.stdout)["sync"]["state"].startswith("redis://:***@127.0.0.1")
+    # The same URL given to a sync that is refused: the error shows it redacted too.
+    other_kind = run("sync", "companies", str(source), "--state", state)
+    assert other_kind.exit_code == 2
+    assert "hunter2" not in other_kind.output
+    assert "redis://:***@127.0.0.1" in other_kind.stderr
