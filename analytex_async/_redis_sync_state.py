@@ -38,7 +38,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("analytex_async")
 
-T = TypeVar("T")
 
 SCHEMES = ("redis://", "rediss://")
 """The URL schemes that name a Redis sync state."""
@@ -138,7 +137,7 @@ return 1
 """
 
 
-def is_redis_url(value: object) -> bool:
+def is_redis_url(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a ``redis://`` or ``rediss://`` URL (a Redis sync state)."""
     return isinstance(value, str) and value[:9].lower().startswith(SCHEMES)
 

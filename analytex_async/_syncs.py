@@ -34,7 +34,6 @@ def _state_of(state: object) -> SyncState:
     from ._redis_sync_state import RedisSyncState, is_redis_url  # noqa: PLC0415 -- when used
 
     if is_redis_url(state):
-        assert isinstance(state, str)  # noqa: S101 -- for the type checker
         return RedisSyncState(state)
     if isinstance(state, (str, os.PathLike)):
         return SQLiteSyncState(state)
