@@ -392,8 +392,8 @@ class RedisSyncState:
     async def present(self, records: Sequence[tuple[str, bytes | None]]) -> list[bytes | None]:
         """Mark records present in this run; the digest each is compared against.
 
-        One pipelined round trip: the stored digests and this run's marks of the ids, then
-        the new marks.
+        One script per thousand records, pipelined (one round trip): it reads this run's
+        mark of each id, else its stored digest, and marks it.
 
         Args:
             records: ``(id, digest)`` pairs in source order (``None``: a rejected record).
