@@ -170,8 +170,10 @@ class SyncRun:
         ):
             self.rows_unchanged += 1
             count("analytex.rows.unchanged", self.kind, 1)
-            if previous != value:
-                self._writes.append((record_id, value))  # only the form changed
+            # A stored value whose form alone changed is refreshed. An earlier record of this
+            # run (a 16-byte mark) may be in flight: nothing is claimed before its job ends.
+            if len(previous) == VALUE_BYTES and previous != value:
+                self._writes.append((record_id, value))
             if not self.full:
                 return False
         else:

@@ -396,6 +396,23 @@ async def test_a_repeated_id_sends_its_last_version(state: Path) -> None:
     assert (again.rows_changed, again.rows_unchanged) == (2, 5)
 
 
+async def test_a_copy_of_a_record_whose_job_failed_is_not_remembered(state: Path) -> None:
+    """The second copy is unchanged next to the first, which is in flight: nothing may claim
+    its value for the id before a job of it completes."""
+    emulator = Emulator(rows_per_minute=600_000)
+    record = {"user_id": "a", "metadata": {"v": 1}}
+    async with EmulatedAnalytex(emulator, retry_policy=FAST) as analytex:
+        client = analytex.client
+        emulator.fail_next_jobs(1, after_rows=0)
+        failed = await client.sync_users([record, dict(record)], state=state, batch_size=1)
+        assert not failed.ok
+        assert (failed.rows_new, failed.rows_unchanged, failed.rows_sent) == (1, 1, 1)
+        assert "a" not in emulator.users
+        again = await client.sync_users([record], state=state)
+    assert (again.rows_new, again.rows_sent) == (1, 1)
+    assert emulator.users["a"].metadata == {"v": 1}
+
+
 async def test_companies_sync_with_their_own_state(tmp_path: Path) -> None:
     emulator = Emulator(rows_per_minute=600_000)
     companies = [{"company_id": f"c{i}", "metadata": {"seats": i}} for i in range(20)]
