@@ -44,9 +44,9 @@ from analytex_async.governors._lua import row_cost
 from analytex_async.testing import EmulatedAnalytex
 
 from ._net import free_port, wait_until
-from .redis_server import RedisServer, redis_server, running_redis
+from .redis_server import RedisServer, raw, redis_server, running_redis
 
-__all__ = ["redis_server"]  # a fixture, used by name
+__all__ = ["raw", "redis_server"]  # fixtures, used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -58,16 +58,6 @@ T0 = 1_700_000_000 * SECOND  # an explicit "now" for the scripts, any value work
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py's asyncio client; the trio refusal is tested on its own
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client, to look at the keys the governors leave."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
