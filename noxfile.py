@@ -17,7 +17,7 @@ PYTHON_PATHS = ["analytex_async", "tests", "examples", "noxfile.py"]
 
 
 def ensure_redis_server(session: nox.Session) -> None:
-    """The Redis governor's tests start a real redis-server (Debian's package): install it."""
+    """The Redis tests and bench_sync start a real redis-server (Debian's package): install it."""
     if shutil.which("redis-server"):
         return
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -78,6 +78,7 @@ def bench(session: nox.Session) -> None:
 
     Every benchmark runs even after a miss, so one run shows all the figures.
     """
+    ensure_redis_server(session)  # bench_sync's Redis state
     session.install("-e", ".[all]", "trio", "posthog", "segment-analytics-python")
     missed = []
     for name in session.posargs or BENCHMARKS:

@@ -52,6 +52,7 @@ from ._models import (
     Rejection,
     User,
 )
+from ._redis_sync_state import RedisSyncState
 from ._retry import RetryPolicy
 from ._version import __version__
 from .governors._local import Governor, JobSlot, RowGovernor
@@ -92,6 +93,7 @@ __all__ = [
     "PermissionDeniedError",
     "QueueFullError",
     "RateLimitError",
+    "RedisSyncState",
     "Rejection",
     "RetryPolicy",
     "RowGovernor",

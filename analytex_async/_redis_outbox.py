@@ -51,8 +51,8 @@ from ._errors import ConfigurationError
 from .governors._redis_base import (
     check_name,
     check_rate,
-    connect,
     hide_password,
+    redis_client,
     require_asyncio,
     safe_url,
     text,
@@ -206,7 +206,7 @@ class RedisOutbox:
         self._leases = f"analytex:outbox:{tag}:leases"
         self._times = f"analytex:outbox:{tag}:times"
         self.consumer = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-        self._client = connect(connect_url, check_rate("timeout", timeout))
+        self._client = redis_client("RedisOutbox", connect_url, check_rate("timeout", timeout))
         self._url = safe_url(url)
         self._errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
         self._claim = self._client.register_script(_CLAIM)

@@ -32,12 +32,17 @@ DeleteIds = Callable[[Iterable[str]], Awaitable[None]]
 
 
 def _state_of(state: object) -> SyncState:
+    from ._redis_sync_state import RedisSyncState, is_redis_url  # noqa: PLC0415 -- when used
+
+    if is_redis_url(state):
+        return RedisSyncState(state)
     if isinstance(state, (str, os.PathLike)):
         return SQLiteSyncState(state)
     if isinstance(state, SyncState):
         return state
     raise ValidationError(
-        f"must be a path or a SyncState, got {type(state).__name__}", field="state"
+        f"must be a path, a redis:// URL or a SyncState, got {type(state).__name__}",
+        field="state",
     )
 
 

@@ -15,6 +15,7 @@ CONTRACT_NAMES = {
     "ImportAbortedError", "APIConnectionError", "APITimeoutError", "APIStatusError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
     "ConflictError", "PayloadTooLargeError", "RateLimitError", "InternalServerError",
+    "SyncState", "SQLiteSyncState", "RedisSyncState",
 }  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import attrs
 
@@ -18,9 +18,29 @@ ProgressCallback = Callable[[ImportProgress], Awaitable[None] | None]
 RejectionCallback = Callable[[Rejection], Awaitable[None] | None]
 OnInvalid = Literal["skip", "raise"] | RejectionCallback
 """``"skip"``, ``"raise"``, or a callable (sync or async) that receives every ``Rejection``."""
-SkipFilter = Callable[[list[tuple[int, bytes]]], Awaitable[list[bool]]]
-"""Given a run of valid records (source position, NDJSON line), says for each whether to leave
-it out (``True``: not sent). Called with a few thousand records at a time, in source order."""
+
+
+class SkipFilter(Protocol):
+    """Leaves records out of an import (a sync's unchanged ones), in two steps.
+
+    The sifting stage (``_sifting``) hands it the records as the source gave them, a few
+    thousand at a time in source order: ``unchanged`` may leave out records it recognises
+    without their being validated. Each other record is then validated; a valid one is offered
+    to ``keep`` with its NDJSON line, which may still leave it out. ``settle`` runs after each
+    run of records, before any of them is sent.
+    """
+
+    async def unchanged(self, records: list[tuple[int, object]]) -> list[bool]:
+        """Per ``(position, record)``: ``True`` to leave it out, unvalidated and unsent."""
+        ...
+
+    def keep(self, position: int, record: object, line: bytes) -> bool:
+        """Whether to send a valid record that ``unchanged`` did not leave out."""
+        ...
+
+    async def settle(self) -> None:
+        """Called after each run of records, before the records ``keep`` kept are sent."""
+        ...
 
 
 @attrs.frozen
@@ -43,8 +63,8 @@ class ImportOptions:
             bulk JSON body ``{"users": [...]}``, background delivery's overflow).
         on_accepted: Called with each batch's source positions and its job once the server
             accepted it.
-        skip: Decides which valid records are left out (a sync's unchanged ones), a run of
-            records at a time, before they are batched.
+        skip: Decides which records are left out (a sync's unchanged ones), a run of records
+            at a time, before they are validated and batched.
         on_job: Called with each fresh state of one of the import's jobs, as the import
             learns it.
     """

@@ -11,6 +11,10 @@ source → validate → batch → govern → send → wait, in two tasks joined 
   sends the same batch again. A 413 splits the batch in halves. Retries of transport errors, 429
   and 5xx happen in the transport; a batch that finally fails ends the import with
   ``ImportAbortedError`` listing what was accepted.
+
+A sync (an import with a ``skip`` filter) puts a third task between them, the **sifter**
+(``_sifting``): the producer then only reads, and the sifter validates what did not stay the
+same.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from ._multipart import upload_body, upload_filename
 from ._options import ImportOptions
 from ._pacing import Pacer
 from ._records import check_record, plain_iterable
+from ._sifting import SKIP_RUN_RECORDS, Held, Sifter
 from ._slot import JobTracker
 from ._sources import SourceRecord, read_source
 
@@ -78,9 +83,6 @@ class _Adopted(Exception):
 
 STALL_BUDGET = 0.001
 """Seconds of CPU work the producer does before it lets other tasks run."""
-SKIP_RUN_RECORDS = 2_000
-SKIP_RUN_BYTES = 4_000_000
-"""Valid records (and their bytes) held for the ``skip`` filter before it is asked about them."""
 
 
 class ImportRun:
@@ -131,8 +133,8 @@ class ImportRun:
         self.waiting_for: WaitingFor | None = None
         self.started = anyio.current_time()
         self.journal: Journal | None = None
-        self._held: list[tuple[int, bytes]] = []  # for the skip filter, not yet asked
-        self._held_bytes = 0
+        self._held: list[Held] = []  # for the sifter, not yet handed over
+        self._hand: ObjectSendStream[list[Held]] | None = None  # to the sifter, in a sync
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -214,7 +216,16 @@ class ImportRun:
         produced: list[BaseException] = []
         failure: Exception | None = None
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._produce, source, send, produced)
+            skip = self.options.skip
+            if skip is None:
+                tasks.start_soon(self._produce, source, send, produced)
+            else:
+                # One run may wait between the stages: the producer reads the next one while
+                # the sifter waits for the state.
+                hand, runs = anyio.create_memory_object_stream[list[Held]](1)
+                sifter = Sifter(skip, self._batcher(), self._check, self._announce_rejections)
+                tasks.start_soon(sifter.run, runs, send.clone(), produced)
+                tasks.start_soon(self._produce, source, send, produced, hand)
             try:
                 await self._send_all(receive)
             except Exception as exc:
@@ -265,19 +276,26 @@ class ImportRun:
     async def _announce_rejections(self) -> None:
         """Hand the rejections not yet seen to the ``on_invalid`` callable, in order."""
         callback = self.options.on_invalid
-        assert callable(callback)  # noqa: S101 -- only callables queue rejections
         while self._unannounced:
+            assert callable(callback)  # noqa: S101 -- only callables queue rejections
             rejection = self._unannounced.pop(0)
             outcome = callback(rejection)
             if inspect.isawaitable(outcome):
                 await outcome
 
+    def _batcher(self) -> Batcher:
+        return Batcher(max_records=self.options.batch_size, max_bytes=self.options.max_batch_bytes)
+
     async def _produce(
-        self, source: object, send: ObjectSendStream[Batch], errors: list[BaseException]
+        self,
+        source: object,
+        send: ObjectSendStream[Batch],
+        errors: list[BaseException],
+        hand: ObjectSendStream[list[Held]] | None = None,
     ) -> None:
-        batcher = Batcher(
-            max_records=self.options.batch_size, max_bytes=self.options.max_batch_bytes
-        )
+        """Read, validate and batch the source; with ``hand``, read only, for the sifter."""
+        batcher = self._batcher()
+        self._hand = hand
         async with send:
             try:
                 if plain_iterable(source) and not is_table(source):
@@ -293,17 +311,20 @@ class ImportRun:
                             if batch is not None:
                                 await send.send(batch)
                             elif self._held_enough():
-                                await self._sift(batcher, send)
-                await self._sift(batcher, send)
+                                await self._hand_over()
+                await self._hand_over()
                 if self.journal is not None:
                     self.journal.finish()
                 last = batcher.flush()
                 if last is not None:
                     await send.send(last)
             except anyio.BrokenResourceError:
-                pass  # the sender stopped; its own error says why
+                pass  # the sender (or the sifter) stopped; its own error says why
             except Exception as exc:  # re-raised by run(), outside the task group
                 errors.append(exc)
+            finally:
+                if hand is not None:
+                    await hand.aclose()
 
     async def _produce_from_iterable(
         self, source: Iterable[object], batcher: Batcher, send: ObjectSendStream[Batch]
@@ -319,7 +340,7 @@ class ImportRun:
                 await send.send(batch)
                 pacer.reset()
             elif self._held_enough():
-                await self._sift(batcher, send)
+                await self._hand_over()
                 pacer.reset()
             elif pacer.due():
                 await pacer.checkpoint()
@@ -346,35 +367,40 @@ class ImportRun:
         line: int | None = None,
     ) -> Batch | None:
         self.rows_read += 1
+        if self._hand is not None:
+            self._held.append((position, record, error, line))  # the sifter checks it
+            return None
+        checked = self._check(batcher, position, record, error, line)
+        if checked is None:
+            return None
+        if self.journal is not None and self.journal.covers(position, checked):
+            return None  # an earlier run sent it
+        return batcher.add(position, checked)
+
+    def _check(
+        self,
+        batcher: Batcher,
+        position: int,
+        record: object,
+        error: str | None = None,
+        line: int | None = None,
+    ) -> bytes | None:
+        """A record's NDJSON line; ``None`` once it was rejected."""
         checked = check_record(record, self.kind, batcher, error)
         if isinstance(checked, str):
             self._reject(position, record, checked, line)
             return None
-        if self.journal is not None and self.journal.covers(position, checked):
-            return None  # an earlier run sent it
-        if self.options.skip is not None:
-            self._held.append((position, checked))
-            self._held_bytes += len(checked)
-            return None
-        return batcher.add(position, checked)
+        return checked
 
     def _held_enough(self) -> bool:
-        """Whether enough records are held to ask the skip filter about them."""
-        return len(self._held) >= SKIP_RUN_RECORDS or self._held_bytes >= SKIP_RUN_BYTES
+        """Whether enough records are held to hand them to the sifter."""
+        return len(self._held) >= SKIP_RUN_RECORDS
 
-    async def _sift(self, batcher: Batcher, send: ObjectSendStream[Batch]) -> None:
-        """Ask the skip filter about the held records; batch those it does not skip."""
-        skip = self.options.skip
-        held = self._held
-        if skip is None or not held:
-            return
-        self._held, self._held_bytes = [], 0
-        verdicts = await skip(held)
-        for (position, line), skipped in zip(held, verdicts, strict=True):
-            if not skipped:
-                batch = batcher.add(position, line)
-                if batch is not None:
-                    await send.send(batch)
+    async def _hand_over(self) -> None:
+        """Hand the held records to the sifter."""
+        if self._hand is not None and self._held:
+            held, self._held = self._held, []
+            await self._hand.send(held)
 
     # -- sender ------------------------------------------------------------------------------
 

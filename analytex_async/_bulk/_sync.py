@@ -1,12 +1,16 @@
 """The diff behind ``sync_users`` / ``sync_companies``: send only what changed.
 
-A ``SyncRun`` plugs into the import pipeline through its hooks:
+A ``SyncRun`` plugs into the import pipeline as its ``skip`` filter and through its hooks:
 
-* ``skip``: the pipeline hands over a few thousand valid records at a time; the state says
-  what each is compared against (an earlier record of the same id in this run, else the value
-  stored for it: see ``_digests``) and marks it present; an unchanged record is left out
-  (unless ``full``), the others go on to be batched. Before a changed record can be sent, its
-  stored value becomes ``UNKNOWN``: from then on the server may hold either version, and the
+* ``unchanged``: the sifting stage (``_sifting``) hands over a few thousand records at a time,
+  as the source gave them; the state says what each is compared against (an earlier record of
+  the same id in this run, else the value stored for it: see ``_digests``) and marks its id
+  present. A record whose source digest matches is unchanged: left out (unless ``full``)
+  before it is validated;
+* ``keep``: each other record, once valid and encoded, is compared by its canonical form; one
+  whose form alone changed (the key order, say) is unchanged too and its stored value is
+  refreshed. A changed record's stored value becomes ``UNKNOWN`` (written by ``settle``,
+  before its batch can be sent): from then on the server may hold either version, and the
   state must never claim the old one;
 * ``on_accepted``: a batch's records (ids and values) are held under its job;
 * ``on_job``: a job seen ``completed`` hands its records' values over to be stored (with the
@@ -26,8 +30,17 @@ import attrs
 from .._models import ImportResult, Job, JobStatus, Rejection
 from .._telemetry import count
 from .._types import RecordKind
-from ._digests import DIGEST_BYTES, UNKNOWN, exact_digest, rejected_id, state_value
-from ._options import OnInvalid
+from ._digests import (
+    DIGEST_BYTES,
+    UNKNOWN,
+    canonical_digest,
+    rejected_id,
+    source_digest,
+    source_id,
+)
+from ._options import OnInvalid, SkipFilter
+from ._pacing import Pacer
+from ._sifting import STALL_BUDGET
 from ._sync_state import SyncState
 
 VALUE_BYTES = 2 * DIGEST_BYTES
@@ -80,64 +93,102 @@ class SyncRun:
         self._completed: list[tuple[str, bytes]] = []  # seen completed, not stored yet
         self._rejected_ids: list[str] = []  # present, not marked yet
         self._sending: dict[str, int] = {}  # per id: records handed on, their jobs not ended
+        self._compared: dict[int, tuple[str, bytes, bytes | None]] = {}  # by position, for keep
+        self._writes: list[tuple[str, bytes]] = []  # refreshed and unknown values, for settle
+        self._rejected_digests: set[bytes] = set()  # source digests of records rejected
 
     # -- the pipeline's hooks ----------------------------------------------------------------
 
-    async def skip(self, held: list[tuple[int, bytes]]) -> list[bool]:
-        """Which of these records are unchanged (left out); the rest are held for their jobs.
+    @property
+    def skip(self) -> SkipFilter:
+        """The import's ``skip`` filter: this run (``unchanged``, ``keep``, ``settle``)."""
+        return self
 
-        A record whose exact digest matches is unchanged at the cost of hashing its line; one
-        whose line differs is put in canonical form and compared again (its stored value is
-        refreshed when only the form changed, say the key order). A changed record's stored
-        value becomes ``UNKNOWN`` before it can be sent.
+    async def unchanged(self, records: list[tuple[int, object]]) -> list[bool]:
+        """Which of these records are exactly what completed before (left out unless ``full``).
+
+        Every record whose id can be read is marked present in the state; what its id is
+        compared against is kept for ``keep``.
 
         Args:
-            held: ``(position, line)`` of valid records, in source order.
+            records: ``(position, record)`` as the source gave them, in source order.
 
         Returns:
-            Per record, ``True`` when it is not to be sent.
+            Per record, ``True`` when it is not to be validated or sent.
         """
         await self.flush()
         kind = self.kind
-        unchanged_before = self.rows_unchanged
-        entries = [exact_digest(line, kind) for _, line in held]
-        before = await self.state.present(entries)
-        verdicts: list[bool] = []
-        writes: list[tuple[str, bytes]] = []  # refreshed values, then invalidated ones
-        changing: list[tuple[str, bytes]] = []
-        sending = self._sending
-        for (position, line), (record_id, exact), previous in zip(
-            held, entries, before, strict=True
-        ):
-            value: bytes | None = None
-            if previous is None:
-                self.rows_new += 1
-            elif previous[:DIGEST_BYTES] == exact:
-                self.rows_unchanged += 1
-                if not self.full:
-                    verdicts.append(True)
-                    continue
-                if len(previous) == VALUE_BYTES:
-                    value = previous
+        looked_up: list[tuple[int, str, bytes]] = []
+        pacer = Pacer(max_items=None, max_seconds=STALL_BUDGET)
+        for position, record in records:
+            record_id = source_id(record, kind)
+            if record_id is not None:  # else it cannot be valid: the validation rejects it
+                looked_up.append((position, record_id, source_digest(record)))
+            if pacer.due():
+                await pacer.checkpoint()
+        before = await self.state.present([(record_id, d) for _, record_id, d in looked_up])
+        skipped: set[int] = set()
+        # A record is known valid when its digest is one stored (of a record that completed),
+        # not when it is the digest of an earlier record of this run, which may be rejected:
+        # those are validated (a later record of an id of this call; one of a rejected one).
+        rejected = self._rejected_digests
+        seen: set[str] = set()
+        for (position, record_id, digest), previous in zip(looked_up, before, strict=True):
+            if (
+                not self.full
+                and previous is not None
+                and previous[:DIGEST_BYTES] == digest
+                and record_id not in seen
+                and digest not in rejected
+            ):
+                skipped.add(position)
             else:
-                value = state_value(line, kind, exact)
-                if len(previous) == VALUE_BYTES and previous[DIGEST_BYTES:] == value[DIGEST_BYTES:]:
-                    self.rows_unchanged += 1
-                    writes.append((record_id, value))
-                    if not self.full:
-                        verdicts.append(True)
-                        continue
-                else:
-                    self.rows_changed += 1
-                    changing.append((record_id, UNKNOWN))
-            if value is None:
-                value = state_value(line, kind, exact)
-            self._batched[position] = (record_id, value)
-            sending[record_id] = sending.get(record_id, 0) + 1
-            verdicts.append(False)
-        await self.state.store(writes + changing)
-        count("analytex.rows.unchanged", kind, self.rows_unchanged - unchanged_before)
-        return verdicts
+                self._compared[position] = (record_id, digest, previous)
+            seen.add(record_id)
+        self.rows_unchanged += len(skipped)
+        count("analytex.rows.unchanged", kind, len(skipped))
+        return [position in skipped for position, _ in records]
+
+    def keep(self, position: int, record: object, line: bytes) -> bool:
+        """Whether to send a valid record ``unchanged`` did not leave out.
+
+        Args:
+            position: Its source position.
+            record: It, as the source gave it.
+            line: Its NDJSON line.
+
+        Returns:
+            ``False`` when its canonical form is the one stored (and not ``full``).
+        """
+        record_id, digest, previous = self._compared.pop(position)
+        canonical = canonical_digest(line, self.kind)[1]
+        value = digest + canonical
+        if previous is None:
+            self.rows_new += 1
+        elif previous[:DIGEST_BYTES] == digest or (
+            len(previous) == VALUE_BYTES and previous[DIGEST_BYTES:] == canonical
+        ):
+            self.rows_unchanged += 1
+            count("analytex.rows.unchanged", self.kind, 1)
+            # A stored value whose form alone changed is refreshed. An earlier record of this
+            # run (a 16-byte mark) may be in flight: nothing is claimed before its job ends.
+            if len(previous) == VALUE_BYTES and previous != value:
+                self._writes.append((record_id, value))
+            if not self.full:
+                return False
+        else:
+            self.rows_changed += 1
+            self._writes.append((record_id, UNKNOWN))
+        self._batched[position] = (record_id, value)
+        self._sending[record_id] = self._sending.get(record_id, 0) + 1
+        return True
+
+    async def settle(self) -> None:
+        """Write what ``keep`` decided (refreshed and unknown values) before the batch goes."""
+        self._compared.clear()  # records rejected after their lookup
+        writes, self._writes = self._writes, []
+        if writes:
+            await self.state.store(writes)
 
     def on_accepted(self, positions: tuple[int, ...], job: Job) -> None:
         """Hold an accepted batch's records under its job.
@@ -181,6 +232,8 @@ class SyncRun:
         forward = user_choice if callable(user_choice) else None
 
         async def note(rejection: Rejection) -> None:
+            if source_id(rejection.record, self.kind) is not None:  # looked up and marked
+                self._rejected_digests.add(source_digest(rejection.record))
             record_id = rejected_id(rejection.record, self.kind)
             if record_id is not None:
                 self._rejected_ids.append(record_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -306,6 +306,41 @@ class SQLiteSyncState:
             yield [row[1] for row in rows]
 
 
+def present_answers(
+    records: Sequence[tuple[str, bytes | None]],
+    earlier: Mapping[str, bytes],
+    stored: Mapping[str, bytes],
+) -> list[bytes | None]:
+    """What ``SyncState.present`` answers, from what a state looked up for the ids.
+
+    Args:
+        records: ``(id, digest)`` pairs in source order (``None``: a rejected record).
+        earlier: The digests marked for the ids by earlier calls of this run.
+        stored: The digests stored for the ids.
+
+    Returns:
+        Per record: the digest marked for its id by an earlier record of this call, else
+        ``earlier``'s, else ``stored``'s, else ``None``.
+    """
+    marked: dict[str, bytes] = {}
+    answers: list[bytes | None] = []
+    for record_id, digest in records:
+        before = marked.get(record_id)
+        if before is None:
+            before = earlier.get(record_id)
+        if before is None:
+            before = stored.get(record_id)
+        answers.append(before)
+        if digest is not None:
+            marked[record_id] = digest
+    return answers
+
+
+def latest_marks(records: Sequence[tuple[str, bytes | None]]) -> dict[str, bytes]:
+    """The digest each id is marked with once these records are: its last non-``None`` one."""
+    return {record_id: digest for record_id, digest in records if digest is not None}
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     return (items[start : start + size] for start in range(0, len(items), size))
 
@@ -336,17 +371,8 @@ def _present(
     earlier = _select(
         db, "SELECT id, digest FROM temp.present WHERE digest IS NOT NULL AND id IN ({})", ids
     )
-    marked: dict[str, bytes] = {}
-    answers: list[bytes | None] = []
-    for record_id, digest in records:
-        before = marked.get(record_id)
-        if before is None:
-            before = earlier.get(record_id)
-        if before is None:
-            before = stored.get(record_id)
-        answers.append(before)
-        if digest is not None:
-            marked[record_id] = digest
+    answers = present_answers(records, earlier, stored)
+    marked = latest_marks(records)
     db.execute("BEGIN")
     try:
         db.executemany("INSERT OR REPLACE INTO temp.present VALUES (?, ?)", marked.items())

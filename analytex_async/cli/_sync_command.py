@@ -5,7 +5,7 @@ ends) and the run itself are the import command's (``_file_command``); what is t
 here: ``--state``, ``--full``, ``--delete-missing``, the library call, and the sync's counts
 after the summary (new, changed, unchanged, missing, deleted, rejected). Exit status as for
 ``import``: 0 all sent and completed, 1 records rejected or a job failed, 2 usage or
-configuration error (a state file of another kind or host, or in use by another sync), 3 the API
+configuration error (a state of another kind or host, or in use by another sync), 3 the API
 could not be reached or kept failing, 130 interrupted.
 """
 
@@ -21,6 +21,8 @@ from rich.markup import escape
 from .._bulk._sync import SyncResult
 from .._client import AsyncAnalytex
 from .._models import ImportResult
+from .._redis_sync_state import is_redis_url
+from ..governors._redis_base import safe_url
 from ._display import ImportDisplay
 from ._file_command import FileCommand, add_file_commands, file_options, print_report
 from ._import import RejectionSink, library_options, showing_progress
@@ -48,8 +50,9 @@ _sync_options = file_options(
         click.option(
             "--state",
             required=True,
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="The sync state file (SQLite), created on first use; the same every run.",
+            callback=lambda _context, _param, value: _state_option(value),
+            help="The sync state file (SQLite), created on first use, or a redis:// URL "
+            "shared by every host (?name= in it separates states); the same every run.",
         ),
         click.option("--full", is_flag=True, help="Send every valid record, changed or not."),
         click.option(
@@ -59,6 +62,21 @@ _sync_options = file_options(
         ),
     ],
 )
+
+
+def _state_option(value: str) -> Path | str:
+    """``--state``: a Redis URL as it is, anything else a path."""
+    if is_redis_url(value):
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise click.BadParameter(f"{value!r} is a directory, not a state file")
+    return path
+
+
+def state_label(state: Path | str) -> str:
+    """The state as messages show it: a Redis URL without its password."""
+    return safe_url(state) if isinstance(state, str) else str(state)
 
 
 def sync_counts(result: SyncResult) -> dict[str, int]:
@@ -77,7 +95,7 @@ def sync_counts(result: SyncResult) -> dict[str, int]:
 class _SyncFile(FileCommand):
     """One ``sync`` run: the library's ``sync_*`` call against a state file."""
 
-    state: Path
+    state: Path | str
     full: bool
     delete_missing: bool
 
@@ -104,14 +122,14 @@ class _SyncFile(FileCommand):
 
     def accepted(self, report: ImportReport) -> str:
         return (
-            f"; the state {self.state} keeps the rows whose jobs were seen completed, and the "
-            "same command run again sends the rest"
+            f"; the state {state_label(self.state)} keeps the rows whose jobs were seen "
+            "completed, and the same command run again sends the rest"
         )
 
     def hint_after_stop(self, report: ImportReport) -> str | None:
         return (
-            f"the state {self.state} keeps what the server completed; the same command run "
-            "again sends the rest"
+            f"the state {state_label(self.state)} keeps what the server completed; the same "
+            "command run again sends the rest"
         )
 
     def summarize(
@@ -120,12 +138,12 @@ class _SyncFile(FileCommand):
         counts = sync_counts(result) if isinstance(result, SyncResult) else None
         if self.as_json:
             body = report.to_json()
-            body["sync"] = {"state": str(self.state), **(counts or {})}
+            body["sync"] = {"state": state_label(self.state), **(counts or {})}
             click.echo(self.settings.redact(json.dumps(body, ensure_ascii=False)))
             return
         print_report(report, rejects=rejects, as_json=False, settings=self.settings)
         if counts is not None:
-            _print_counts(counts, self.state)
+            _print_counts(counts, state_label(self.state))
 
 
 add_file_commands(
@@ -139,10 +157,10 @@ add_file_commands(
 )
 
 
-def _print_counts(counts: dict[str, int], state: Path) -> None:
+def _print_counts(counts: dict[str, int], state: str) -> None:
     console = output_console()
     console.print()
-    console.print(f"[bold]Sync[/] against {escape(str(state))}", soft_wrap=True)
+    console.print(f"[bold]Sync[/] against {escape(state)}", soft_wrap=True)
     notes = {
         "unchanged": " (not sent)",
         "missing": " (in the state, not in the source)",

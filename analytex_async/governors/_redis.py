@@ -52,7 +52,7 @@ from ._redis_base import (
     UseLocal,
     check_name,
     check_rate,
-    connect,
+    redis_client,
     require_asyncio,
     safe_url,
     text,
@@ -169,7 +169,7 @@ class RedisGovernor:
             self.bind_key_hash(key_hash)
 
         if isinstance(redis_url, str):
-            self._client: Redis = connect(redis_url, self._timeout)
+            self._client: Redis = redis_client("RedisGovernor", redis_url, self._timeout)
             self._url = safe_url(redis_url)
             self._owns_client = True
         elif isinstance(redis_url, redis.asyncio.Redis):

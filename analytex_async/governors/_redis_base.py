@@ -1,9 +1,10 @@
 """What the Redis classes share: the connection, the checks on their settings, the fallback signal.
 
-:class:`~._redis.RedisGovernor`, :class:`~._redis_windows.RedisRequestWindow` and the Redis outbox
-(``analytex_async._redis_outbox``) connect the same way, take the same kind of settings (names
-that become Redis keys, positive rates and periods), refuse trio the same way, and show the Redis
-URL without its password in every message.
+:class:`~._redis.RedisGovernor`, :class:`~._redis_windows.RedisRequestWindow`, the Redis outbox
+(``analytex_async._redis_outbox``) and the Redis sync state (``analytex_async._redis_sync_state``)
+connect the same way, take the same kind of settings (names that become Redis keys, positive
+rates and periods), refuse trio the same way, and show the Redis URL without its password in
+every message.
 """
 
 from __future__ import annotations
@@ -73,30 +74,37 @@ def hide_password(url: str, message: str) -> str:
     return message
 
 
-def connect(url: str, timeout: float) -> Redis:
+def redis_client(what: str, url: str, timeout: float) -> Redis:
     """A redis-py asyncio client for ``url``; nothing connects until its first command.
 
+    A couple of quick retries ride over a dropped connection; more would only delay the error
+    (or a governor's fallback) when Redis is really away.
+
     Args:
-        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        what: The class name, for the message when the ``redis`` extra is missing.
+        url: A ``redis://``, ``rediss://`` or ``unix://`` URL.
         timeout: Seconds to connect and to wait for an answer.
 
     Returns:
         The client (the caller closes it).
 
     Raises:
-        ConfigurationError: redis-py refuses the URL (the message shows it without password).
+        ConfigurationError: The ``redis`` extra is not installed, or redis-py refuses the URL
+            (the message shows it without its password).
     """
-    import redis.asyncio  # noqa: PLC0415 -- the optional ``redis`` extra
-    from redis.asyncio.retry import Retry  # noqa: PLC0415
-    from redis.backoff import ExponentialBackoff  # noqa: PLC0415
-
+    try:
+        import redis.asyncio  # noqa: PLC0415 -- the optional ``redis`` extra
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import ExponentialBackoff  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised without the extra only
+        raise ConfigurationError(
+            f'{what} needs redis-py: pip install "analytex-async[redis]"'
+        ) from None
     try:
         shown = safe_url(url)
     except ValueError as exc:  # a port that is not a number
         raise ConfigurationError(f"invalid Redis URL: {hide_password(url, str(exc))}") from None
     try:
-        # A couple of quick retries ride over a dropped connection; more would only delay the
-        # error (or the governor's fallback) when Redis is really away.
         return redis.asyncio.Redis.from_url(
             url,
             socket_connect_timeout=timeout,

@@ -32,7 +32,7 @@ from analytex_async import (
     ValidationError,
 )
 from analytex_async._bulk._batching import encode_record
-from analytex_async._bulk._digests import canonical_digest, exact_digest
+from analytex_async._bulk._digests import canonical_digest, source_digest
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
@@ -200,11 +200,13 @@ async def test_key_order_is_not_a_change(state: Path) -> None:
         )
     assert counts(result) == (0, 0, 1, 0, 0)
     assert result.rows_sent == 0
-    # Only the form changed: the state now knows the new line, so the next run only hashes it.
+    # Only the form changed: the state now knows the new record, so the next run only hashes
+    # it (without validating or encoding it).
+    record = {"metadata": {"y": "é", "x": 1.0}, "user_id": "a"}
     line = encode_record({"user_id": "a", "metadata": {"y": "é", "x": 1.0}})
     with contextlib.closing(sqlite3.connect(state)) as db:
         (value,) = db.execute("SELECT digest FROM digests WHERE id = 'a'").fetchone()
-    assert value[:16] == exact_digest(line, "user")[1]
+    assert value[:16] == source_digest(record)
     assert value[16:] == canonical_digest(line, "user")[1]
 
 
@@ -263,6 +265,29 @@ async def test_a_rejected_records_id_is_present_never_missing_and_keeps_its_dige
         healed = await client.sync_users(users(10), state=state, delete_missing=True)
     assert counts(healed) == (0, 0, 10, 0, 0)
     assert "u3" in emulator.users
+
+
+async def test_copies_of_a_rejected_record_are_each_rejected_never_counted_unchanged(
+    state: Path,
+) -> None:
+    """Unchanged records skip validation only when they match a record that completed: an
+    exact copy of a record this run rejected is checked (and rejected) too, in source order,
+    whether it shares its run of records with the first copy or comes thousands later."""
+    emulator = Emulator(rows_per_minute=600_000)
+    bad = {"user_id": "u3", "metadata": {"n": [3]}}  # not a primitive
+    source = [*users(10), dict(bad), dict(bad), *users(2_500, start=10), dict(bad)]
+    seen: list[Rejection] = []
+    async with EmulatedAnalytex(emulator, retry_policy=FAST) as analytex:
+        client = analytex.client
+        for _ in range(2):  # the second run finds every valid record unchanged
+            seen.clear()
+            result = await client.sync_users(source, state=state, on_invalid=seen.append)
+            assert [r.position for r in seen] == [10, 11, 2_512]
+            assert result.rows_rejected == 3
+            valid = result.rows_new + result.rows_changed + result.rows_unchanged
+            assert valid == len(source) - 3
+    assert counts(result) == (0, 0, 2_510, 0, 0)
+    assert result.rows_sent == 0
 
 
 async def test_a_failed_job_sends_its_rows_again_next_time(state: Path) -> None:
@@ -369,6 +394,23 @@ async def test_a_repeated_id_sends_its_last_version(state: Path) -> None:
     assert emulator.users["a"].metadata == {"v": 1}
     # The state holds v=1 now: the first 'a' (v=2) differs, the last equals it once more.
     assert (again.rows_changed, again.rows_unchanged) == (2, 5)
+
+
+async def test_a_copy_of_a_record_whose_job_failed_is_not_remembered(state: Path) -> None:
+    """The second copy is unchanged next to the first, which is in flight: nothing may claim
+    its value for the id before a job of it completes."""
+    emulator = Emulator(rows_per_minute=600_000)
+    record = {"user_id": "a", "metadata": {"v": 1}}
+    async with EmulatedAnalytex(emulator, retry_policy=FAST) as analytex:
+        client = analytex.client
+        emulator.fail_next_jobs(1, after_rows=0)
+        failed = await client.sync_users([record, dict(record)], state=state, batch_size=1)
+        assert not failed.ok
+        assert (failed.rows_new, failed.rows_unchanged, failed.rows_sent) == (1, 1, 1)
+        assert "a" not in emulator.users
+        again = await client.sync_users([record], state=state)
+    assert (again.rows_new, again.rows_sent) == (1, 1)
+    assert emulator.users["a"].metadata == {"v": 1}
 
 
 async def test_companies_sync_with_their_own_state(tmp_path: Path) -> None:
