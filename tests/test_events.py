@@ -122,6 +122,35 @@ def test_a_required_field_that_is_none_is_missing_not_left_off_the_line(
     assert (info.value.field, info.value.position) == (field, 4)
 
 
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"event_type": "identify_user", "inserted_at": AT}, "an identify_user event needs"),
+        ({"event_type": "identify_company", "inserted_at": AT},
+         "an identify_company event needs"),
+        ({"event_type": "track", "user_id": "u1", "inserted_at": AT}, "a track event needs"),
+        ({"event_type": "page_view", "user_id": "u1", "inserted_at": AT},
+         "a page_view event needs"),
+        ({"event_type": "identify_user", "user_id": "u1", "inserted_at": AT, "plan": "pro"},
+         "'plan' for an identify_user event$"),
+    ],
+)  # fmt: skip
+def test_an_event_type_is_named_with_its_article(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        event_record(record)
+
+
+def test_an_extra_field_on_a_page_view_is_named_and_metadata_said_to_be_none_of_its() -> None:
+    record = {"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
+              "inserted_at": AT, "plan": "pro"}  # fmt: skip
+    with pytest.raises(ValidationError) as info:
+        event_record(record)
+    assert info.value.field == "plan"
+    assert "unknown field(s) 'plan' for a page_view event, which takes no metadata" in str(
+        info.value
+    )
+
+
 def test_an_event_constructor_refuses_a_none_required_field() -> None:
     with pytest.raises(ValidationError) as info:
         Event.track("u1", None, AT)  # type: ignore[arg-type]
