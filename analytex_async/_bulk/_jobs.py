@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from urllib.parse import quote
 
 import anyio
@@ -260,34 +261,68 @@ async def fetch_job(transport: Transport, job_id: str) -> Job:
         attempt += 1
 
 
-async def fetch_jobs(
-    transport: Transport, *, retry: RetryPolicy | None = None, max_pages: int = 50
-) -> list[Job]:
-    """``GET /v1/background_jobs``, following ``links`` to the next page when there is one.
+async def each_job(transport: Transport, *, retry: RetryPolicy | None = None) -> AsyncIterator[Job]:
+    """Every job of ``GET /v1/background_jobs``, page after page, to the list's end.
 
-    The list is documented as paginated without saying how: a ``links`` object (or list) with a
-    ``next`` link is followed, on the API's own host only (the key never goes elsewhere).
+    The list is documented as paginated without saying how, nor in which order: a ``links``
+    object (or list) with a ``next`` link is followed, on the API's own host only (the key
+    never goes elsewhere), until a page has no next link, points back to a page already read,
+    or holds no job. No page cap: a job older than any cap would be hidden by it (an upload
+    whose answer was lost sent twice, a 409's blocking job never found), and the order is the
+    server's, so the newest job may be on the last page.
 
     Args:
         transport: The transport to send with.
         retry: A retry policy for these requests instead of the transport's.
-        max_pages: Pages to read at most.
 
-    Returns:
-        The jobs of every page read, in the server's order.
+    Yields:
+        The jobs, in the server's order.
     """
     path = JOBS_PATH
-    jobs: list[Job] = []
     seen = {path}
-    for _ in range(max_pages):
+    while True:
         response = await transport.request("GET", path, retry=retry)
-        jobs.extend(jobs_of(response))
+        jobs = jobs_of(response)
+        for job in jobs:
+            yield job
         following = _next_page(response, transport.base_url)
-        if following is None or following in seen:
-            break
+        if following is None or following in seen or not jobs:
+            return
         seen.add(following)
         path = following
-    return jobs
+
+
+async def fetch_jobs(transport: Transport, *, retry: RetryPolicy | None = None) -> list[Job]:
+    """``GET /v1/background_jobs``: every job of every page (see ``each_job``).
+
+    Args:
+        transport: The transport to send with.
+        retry: A retry policy for these requests instead of the transport's.
+
+    Returns:
+        The jobs, in the server's order.
+    """
+    return [job async for job in each_job(transport, retry=retry)]
+
+
+async def find_job(
+    transport: Transport, wanted: Callable[[Job], bool], *, retry: RetryPolicy | None = None
+) -> Job | None:
+    """The first listed job ``wanted`` accepts, reading pages only until it is found.
+
+    Args:
+        transport: The transport to send with.
+        wanted: Says whether a job is the one sought.
+        retry: A retry policy for these requests instead of the transport's.
+
+    Returns:
+        The job, or ``None`` when no page of the list holds one.
+    """
+    async with aclosing(each_job(transport, retry=retry)) as jobs:
+        async for job in jobs:
+            if wanted(job):
+                return job
+    return None
 
 
 def _next_page(response: httpx.Response, base_url: str) -> str | None:

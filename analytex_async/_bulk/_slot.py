@@ -19,7 +19,7 @@ from .._models import Job, JobStatus
 from .._retry import RetryPolicy
 from .._transport import Transport
 from ..governors._local import Governor, JobSlot
-from ._jobs import fetch_job, fetch_jobs, is_finished, wait_until_finished
+from ._jobs import fetch_job, find_job, is_finished, wait_until_finished
 
 logger = logging.getLogger("analytex_async")
 
@@ -154,10 +154,11 @@ class JobTracker:
             if not is_finished(job):
                 return job
         try:
-            listed = await fetch_jobs(self.transport)
+            return await find_job(
+                self.transport, lambda job: not is_finished(job) and self._shares_slot(job)
+            )
         except APIError:
             return None
-        return next((j for j in listed if not is_finished(j) and self._shares_slot(j)), None)
 
     async def wait_for_previous(self) -> None:
         """Wait for the job holding the slot to end: the import's own, or another import's."""
@@ -207,11 +208,13 @@ class JobTracker:
             filename: The upload's file name (unique to its batch).
 
         Returns:
-            The job, or ``None`` when none carries that file name (or the list cannot be had
-            at once: the upload is then sent again).
+            The job, or ``None`` when no page of the job list holds one with that file name
+            (or a page cannot be had at once: the upload is then sent again). However long
+            the account's history, the whole list is read if need be.
         """
         try:
-            listed = await fetch_jobs(self.transport, retry=LOOKUP_ONCE)
+            return await find_job(
+                self.transport, lambda job: job.raw.get("filename") == filename, retry=LOOKUP_ONCE
+            )
         except APIError:
             return None
-        return next((job for job in listed if job.raw.get("filename") == filename), None)
