@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from urllib.parse import quote
 
@@ -261,7 +261,9 @@ async def fetch_job(transport: Transport, job_id: str) -> Job:
         attempt += 1
 
 
-async def each_job(transport: Transport, *, retry: RetryPolicy | None = None) -> AsyncIterator[Job]:
+async def each_job(
+    transport: Transport, *, retry: RetryPolicy | None = None
+) -> AsyncGenerator[Job, None]:
     """Every job of ``GET /v1/background_jobs``, page after page, to the list's end.
 
     The list is documented as paginated without saying how, nor in which order: a ``links``

@@ -137,7 +137,8 @@ class EventColumns:
             if value is not MISSING:
                 keys[name] = value
         event_type = record.get("event_type")
-        if keys and event_type in ALLOWED and "metadata" not in ALLOWED[event_type]:
+        allowed = ALLOWED.get(event_type) if isinstance(event_type, str) else None
+        if keys and allowed is not None and "metadata" not in allowed:
             # An event that takes no metadata (a page_view): its extra columns are not metadata
             # keys but fields it does not have, and the event check names them as such.
             record.update(keys)  # not schema fields: they cannot clash with one
