@@ -129,6 +129,7 @@ class ImportRun:
         # upload whose answer was lost can be found in the job list instead of sent twice.
         self.upload_id = uuid.uuid4().hex[:16]
         self.waiting_for: WaitingFor | None = None
+        self.sending_done = False
         self.started = anyio.current_time()
         self.journal: Journal | None = None
         self._held: list[tuple[int, bytes]] = []  # for the skip filter, not yet asked
@@ -176,6 +177,7 @@ class ImportRun:
                 batches_sent=self.batches_sent,
                 waiting_for=waiting_for,
                 rows_skipped=self.rows_skipped,
+                sending_done=self.sending_done,
             )
         )
         if inspect.isawaitable(outcome):
@@ -232,6 +234,7 @@ class ImportRun:
             raise error
         if error is not None:
             raise self._aborted(error) from error
+        self.sending_done = True
         if self.options.wait:
             try:
                 await self.tracker.wait_all()
