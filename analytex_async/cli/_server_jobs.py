@@ -1,11 +1,11 @@
 """What the server completed, kept fresh for a person watching an import.
 
-The pipeline polls a job only when its rows should be done (at 1,200 rows a minute, minutes
-apart), so its count of completed rows can stand still long after the server moved on. While a
-display is shown, the command line keeps its own eye on the import's jobs: it spots each one as
-the server accepts a batch (a response hook on the HTTP client) and, while one is unfinished,
-asks for it at most every ``SERVER_REFRESH`` seconds. The pipeline's cadence is untouched; only
-the display reads these.
+The pipeline polls a job on its schedule (up to 30 s apart for a long job at 1,200 rows a
+minute), so its count of completed rows can stand still a while after the server moved on.
+While a display is shown, the command line keeps its own eye on the import's jobs: it spots
+each one as the server accepts a batch, and each later state the pipeline's own polls bring (a
+response hook on the HTTP client), and, while one is unfinished, asks for it at most every
+``SERVER_REFRESH`` seconds. The pipeline's schedule is untouched; only the display reads these.
 """
 
 from __future__ import annotations
