@@ -230,12 +230,17 @@ def jobs_and_uploads(emulator: Emulator, key: str, path: str) -> tuple[list[Bulk
     return list(emulator.account(key).jobs.values()), len(_uploads_of(emulator, key, path))
 
 
-@pytest.mark.parametrize("kind", ["users", "events"])
+@pytest.fixture(params=["users", "events"])
+def kind(request: pytest.FixtureRequest, paged: Served, key: str) -> str:
+    """What the test imports, with thousands of earlier jobs of that kind in its account."""
+    kind = str(request.param)
+    paged.call(fill_history, key, "users" if kind == "users" else "events")
+    return kind
+
+
 async def test_a_lost_answer_is_found_behind_thousands_of_jobs_and_adopted(
     paged: Served, key: str, kind: str
 ) -> None:
-    job_kind: JobKind = "users" if kind == "users" else "events"
-    paged.call(fill_history, key, job_kind)
     fault = paged.emulator.faults.add(
         UPLOADS[kind], method="POST", after_handling=True, drop_connection=True
     )
@@ -251,13 +256,10 @@ async def test_a_lost_answer_is_found_behind_thousands_of_jobs_and_adopted(
     assert (result.jobs[0].status.value, result.rows_sent) == ("completed", ROWS)
 
 
-@pytest.mark.parametrize("kind", ["users", "events"])
 async def test_a_409s_blocking_job_is_found_behind_thousands_of_jobs_and_waited_for(
     paged: Served, key: str, kind: str
 ) -> None:
-    job_kind: JobKind = "users" if kind == "users" else "events"
-    paged.call(fill_history, key, job_kind)
-    blocking = paged.call(start_blocking_job, key, job_kind)
+    blocking = paged.call(start_blocking_job, key, "users" if kind == "users" else "events")
     result = await send(paged, key, kind)
     jobs, uploads = paged.call(jobs_and_uploads, key, UPLOADS[kind])
     assert uploads == 2  # a 409, then the same batch once the blocking job was done
