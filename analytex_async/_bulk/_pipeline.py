@@ -119,7 +119,6 @@ class ImportRun:
             transport,
             governor,
             rows_per_minute=rows_per_minute,
-            default_rows=options.batch_size,
             events=kind == "event",
             on_job=options.on_job,
             on_poll=self._on_job_poll,

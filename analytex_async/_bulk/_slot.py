@@ -38,7 +38,6 @@ class JobTracker:
             wait for each other's jobs.
         rows_per_minute: The server's processing rate, for the poll schedule (not for an
             events import's jobs, which it does not pace).
-        default_rows: Rows a job of unknown size is assumed to hold.
         events: The import sends events (``/v1/imports``), whose slot is their own.
         on_job: Told each fresh state of one of the import's jobs.
         on_poll: Told each state of a job being waited for.
@@ -50,7 +49,6 @@ class JobTracker:
         governor: Governor,
         *,
         rows_per_minute: float,
-        default_rows: int,
         events: bool = False,
         on_job: Callable[[Job], None] | None = None,
         on_poll: Callable[[Job], Awaitable[None]] | None = None,
@@ -58,7 +56,6 @@ class JobTracker:
         self.transport = transport
         self.governor = governor
         self.rows_per_minute = rows_per_minute
-        self.default_rows = default_rows
         self.events = events
         self._on_job = on_job
         self._on_poll = on_poll
@@ -126,7 +123,7 @@ class JobTracker:
         seen_at = None
         if job_id in self.jobs:
             job, seen_at = self.jobs[job_id], self.seen_at[job_id]
-        expected = self.job_rows.get(job_id, job.total_rows or self.default_rows)
+        expected = self.job_rows.get(job_id)  # else the job's own total_rows, if it says
         return await wait_until_finished(
             self.get,
             job,
