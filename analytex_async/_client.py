@@ -658,10 +658,11 @@ class AsyncAnalytex:
     ) -> Job:
         """Poll a job until it is terminal.
 
-        Polls rarely while the job has long to go and right when it should finish: the wait is
-        the expected remaining time at ``rows_per_minute``, at most 30 seconds (a job without
-        row counts is polled at 1, 2, 4, 8, then every 15 seconds). A job in a status this SDK
-        does not know is finished once all its rows are complete.
+        Polls at once, then aimed at the job's expected completion: never more than 1 s + 10%
+        of its expected duration (its rows at ``rows_per_minute``) apart, nor 30 s; 10 s once
+        it is overdue. An events import, or a job without row counts, is timed by its own
+        progress, 10 s apart at most. A job in a status this SDK does not know is finished once
+        all its rows are complete.
 
         Args:
             job_id: The job's id.

@@ -226,6 +226,12 @@ class Event:
         return event
 
 
+def a_event(event_type: str) -> str:
+    """An event type with its article, for messages: ``an identify_user event``."""
+    article = "an" if event_type[:1] in "aeiou" else "a"
+    return f"{article} {event_type} event"
+
+
 def _text(fields: Mapping[str, Any], name: str, position: int | None) -> str:
     value = fields[name]
     if not isinstance(value, str) or not value.strip():
@@ -255,8 +261,10 @@ def _fields_of(record: object, position: int | None) -> tuple[str, Mapping[str, 
         )
     unknown = sorted(str(k) for k in fields if k not in ALLOWED[event_type])
     if unknown:
+        takes_none = "" if "metadata" in ALLOWED[event_type] else ", which takes no metadata"
         raise ValidationError(
-            f"unknown field(s) {', '.join(map(repr, unknown))} for a {event_type} event",
+            f"unknown field(s) {', '.join(map(repr, unknown))} for {a_event(event_type)}"
+            f"{takes_none}",
             field=unknown[0],
             position=position,
         )
@@ -268,7 +276,7 @@ def _fields_of(record: object, position: int | None) -> tuple[str, Mapping[str, 
         given_none = [name for name in missing if name in fields]
         detail = f" ({', '.join(map(repr, given_none))} given as None)" if given_none else ""
         raise ValidationError(
-            f"a {event_type} event needs {', '.join(map(repr, missing))}{detail}",
+            f"{a_event(event_type)} needs {', '.join(map(repr, missing))}{detail}",
             field=missing[0],
             position=position,
         )

@@ -240,7 +240,7 @@ class Lifecycle:
         return await run.run(records)
 
     async def wait_job(self, job: Job) -> Job:
-        """Wait until ``job`` is finished, at the one cadence.
+        """Wait until ``job`` is finished, on the one poll schedule.
 
         Args:
             job: The job.

@@ -266,6 +266,8 @@ class ImportProgress:
         batches_sent: Batches the server accepted.
         waiting_for: ``None`` while working, else ``"rate"``, ``"job"`` or ``"retry"``.
         rows_skipped: Records skipped because the journal says an earlier run sent them.
+        sending_done: Every batch is sent (the source is read to its end): what is left is
+            the server's work, so no rate wait is ahead.
     """
 
     rows_read: int = 0
@@ -275,6 +277,7 @@ class ImportProgress:
     batches_sent: int = 0
     waiting_for: WaitingFor | None = None
     rows_skipped: int = 0
+    sending_done: bool = False
 
 
 @attrs.frozen

@@ -4,12 +4,16 @@ The emulator (``analytex_async.emulator``, served by uvicorn in its own process)
 bulk job at a time at ``R`` rows a minute, as the real API does; the client is
 ``AsyncAnalytex(rows_per_minute=R)``. The import of ``--rows`` generated users in batches of
 10,000 is timed from the call until it returns with every job completed. The figure is rows
-completed by the server / elapsed, against R; the target is >= 95% of R.
+completed by the server / elapsed, against R; the target is >= 98% of R.
 
 Every batch costs more than its processing time: the upload and the server's parsing happen
 while no job runs (the server takes the next job only after the previous one ended), and the
 client learns that a job ended only when it polls. The jobs' own times (``start_time`` and
-``end_time``) show how long the server sat idle between jobs, which the table reports too.
+``end_time``) show how long the server sat idle between jobs, which the table reports too. The
+client's part is the time from a job's end to the next upload: its polls are aimed at the job's
+expected completion (sdk.md, "Job waits"). A miss is reported with where the time went: the
+emulator parsing each upload while no job runs, the client noticing job ends, and the client
+building the first batch before anything can run.
 
 The default R is 60,000 rows a minute (a 10,000-row job takes 10 s): fast enough to run in under
 a minute, slow enough that the emulator's own per-upload work (~0.3 s to receive and parse
@@ -41,7 +45,7 @@ from _workload import API_KEY, BATCH, describe_machine, user_rows
 
 from analytex_async import AsyncAnalytex, Job, JobStatus
 
-TARGET_SHARE = 0.95
+TARGET_SHARE = 0.98
 MAX_SERVE_SECONDS = 1800.0
 """The emulator process stops by itself after this long, whatever happens to its parent."""
 
@@ -83,8 +87,14 @@ class RequestLog:
         return [(start, end) for method, start, end in self.requests if method == "POST"]
 
 
-async def run_import(url: str, rate: float, rows: int) -> tuple[float, list[Job], RequestLog]:
-    """Import ``rows`` users at ``rate``; return the elapsed seconds, the jobs and the requests."""
+async def run_import(
+    url: str, rate: float, rows: int
+) -> tuple[float, float, list[Job], RequestLog]:
+    """Import ``rows`` users at ``rate``.
+
+    Returns:
+        The call's start (a Unix time), the elapsed seconds, the jobs and the requests.
+    """
     log = RequestLog()
     hooks: dict[str, list[Callable[..., Any]]] = {
         "request": [log.on_request],
@@ -94,13 +104,14 @@ async def run_import(url: str, rate: float, rows: int) -> tuple[float, list[Job]
         httpx.AsyncClient(timeout=30.0, event_hooks=hooks) as http,
         AsyncAnalytex(API_KEY, base_url=url, rows_per_minute=rate, http_client=http) as analytex,
     ):
+        called = time.time()
         started = time.perf_counter()
         result = await analytex.import_users(user_rows(rows), batch_size=BATCH)
         elapsed = time.perf_counter() - started
         jobs = await analytex.list_jobs()
     if result.rows_sent != rows:
         raise RuntimeError(f"sent {result.rows_sent:,} of {rows:,} rows")
-    return elapsed, sorted(jobs, key=lambda job: _moment(job, "start_time")), log
+    return called, elapsed, sorted(jobs, key=lambda job: _moment(job, "start_time")), log
 
 
 def main() -> int:
@@ -121,7 +132,7 @@ def main() -> int:
     )
     command = [sys.executable, __file__, "--serve-emulator", str(rate)]
     with ServerProcess(command) as emulator:
-        elapsed, jobs, log = anyio.run(run_import, emulator.url, rate, rows)
+        called, elapsed, jobs, log = anyio.run(run_import, emulator.url, rate, rows)
 
     completed = sum(job.completed_rows or 0 for job in jobs if job.status is JobStatus.COMPLETED)
     achieved = completed / elapsed * 60
@@ -136,12 +147,14 @@ def main() -> int:
 
     # Each idle gap = the client noticing the previous job ended (its poll, and the GET that
     # sees it) + the next upload until the server accepts it (sending and parsing the batch).
-    posts = log.posts()[1:]
+    every_post = log.posts()
+    posts = every_post[1:]
     noticing = [
         start - _moment(job, "end_time").timestamp()
         for (start, _), job in zip(posts, jobs, strict=False)
     ]
     uploading = [end - start for start, end in posts]
+    first_batch = every_post[0][0] - called
 
     table = Table(["figure", "ours", "comparison", "ratio", "target"])
     table.add(
@@ -184,7 +197,18 @@ def main() -> int:
             "",
             "",
         )
+    table.add("  call -> first upload starts, ms", f"{first_batch * 1000:.0f}", "", "", "")
     table.print()
+    if not table.ok:
+        first_upload = every_post[0][1] - every_post[0][0]
+        lost = {
+            "the emulator receiving and parsing uploads while no job runs": sum(uploading)
+            + first_upload,
+            "the client noticing job ends (its polls)": sum(noticing),
+            "the client building the first batch": first_batch,
+        }
+        causes = "; ".join(f"{what} {seconds / elapsed:.1%}" for what, seconds in lost.items())
+        print(f"\nmissed: {1 - share:.1%} of the elapsed time went to: {causes}")
     return verdict(table.ok)
 
 

@@ -14,6 +14,8 @@ import anyio
 import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analytex_async import APIConnectionError, AsyncAnalytex, ImportProgress, Job
 from analytex_async.cli._display import PlainImportDisplay
@@ -128,6 +130,80 @@ def test_the_plain_line_says_the_binding_wait() -> None:
     )
 
 
+def test_with_nothing_left_to_send_the_rate_is_never_the_wait() -> None:
+    # Issue 21: "next batch at ...: the rate" showed while the last job ran, nothing left to send.
+    clock = FakeClock()
+    watch = watching(clock)
+    send_first_batch(watch, clock)
+    clock.now = 130  # the rate would hold a next batch until 601, but there is none
+    last = ImportProgress(rows_read=10_000, rows_sent=10_000, waiting_for="job", sending_done=True)
+    watch.update(last)
+    watch.saw_job(job("j1", "processing", 10_000, 500))
+    assert watch.waiting_text() == "waiting for the server's running job (500 of 10,000 rows done)"
+    watch.saw_job(job("j1", "completed", 10_000, 10_000))  # the display saw it before the pipeline
+    assert watch.waiting_text() == "finishing: the server is done"
+    assert "the rate" not in watch.line()
+
+
+def test_an_events_import_never_names_the_rate_nor_an_eta_from_it() -> None:
+    clock = FakeClock()
+    watch = watching(clock, paced=False, total=20_000)
+    send_first_batch(watch, clock)
+    watch.update(ImportProgress(rows_read=20_000, rows_sent=10_000, waiting_for="job"))
+    watch.saw_job(job("j1", "completed", 10_000, 10_000))
+    assert watch.waiting_text() == "waiting for the server's running job"
+    assert watch.eta() is None  # no rate paces events: no ETA until one is measured
+    assert "rate (" not in watch.line()
+
+
+def test_the_running_jobs_rows_done_agree_with_the_completed_count() -> None:
+    # Issue 21: "completed 41 (0 of 991 rows done)": the count from the pipeline's poll, the
+    # job's rows from an older state the display had.
+    clock = FakeClock()
+    watch = watching(clock)
+    send_first_batch(watch, clock, rows=991)
+    watch.saw_job(job("j1", "queued", 991, 0))
+    watch.update(
+        ImportProgress(rows_read=991, rows_sent=991, rows_completed=41, waiting_for="job",
+                       sending_done=True)
+    )  # fmt: skip
+    assert watch.rows_completed == 41
+    assert watch.waiting_text() == "waiting for the server's running job (41 of 991 rows done)"
+
+
+@given(
+    jobs=st.lists(
+        st.tuples(st.integers(1, 10_000), st.floats(0, 1), st.booleans()), min_size=1, max_size=5
+    ),
+    fresher=st.floats(0, 1),
+)
+def test_rows_done_never_disagree_with_the_completed_count(
+    jobs: list[tuple[int, float, bool]], fresher: float
+) -> None:
+    clock = FakeClock()
+    watch = watching(clock)
+    sent = sum(total for total, _, _ in jobs)
+    for n, (total, share, _) in enumerate(jobs):
+        # every job but the last is finished; the last one runs
+        status, done = ("completed", total) if n < len(jobs) - 1 else ("processing", 0)
+        if n == len(jobs) - 1:
+            done = int(total * share)
+        watch.saw_job(job(f"j{n}", status, total, done))
+    seen = watch.rows_completed
+    # the pipeline's own count may be fresher than the display's states, never past what was sent
+    reported = seen + int((sent - seen) * fresher)
+    watch.update(
+        ImportProgress(rows_read=sent, rows_sent=sent, rows_completed=reported,
+                       waiting_for="job", sending_done=True)
+    )  # fmt: skip
+    text = watch.waiting_text()
+    running_total = jobs[-1][0]
+    done = int(text.split("(")[1].split(" of ")[0].replace(",", ""))
+    others = sent - running_total
+    assert done <= running_total
+    assert done + others == watch.rows_completed  # the line's two counts tell the same story
+
+
 # -- the display's own look at the server ----------------------------------------------------------
 
 
@@ -209,6 +285,19 @@ async def test_the_hook_takes_jobs_from_accepted_bulk_uploads_only() -> None:
     await spot(response("POST", "/v1/identify", 200, {"job_id": "j4"}))
     assert list(watch.jobs) == ["j1"]
     assert watch.unfinished_jobs()[0].total_rows == 5
+
+
+@pytest.mark.anyio
+async def test_the_hook_takes_events_imports_and_every_later_state_of_the_imports_jobs() -> None:
+    watch = ImportWatch(rows_per_minute=1_200, paced=False)
+    spot = job_spotter(watch)
+    await spot(response("POST", "/v1/imports", 200, {"job_id": "i1", "status": "queued"}))
+    polled = {"job_id": "i1", "status": "processing", "total_rows": "10", "completed_rows": "4"}
+    await spot(response("GET", "/v1/background_jobs/i1", 200, polled))
+    await spot(response("GET", "/v1/background_jobs/other", 200, {"job_id": "other"}))
+    await spot(response("GET", "/v1/background_jobs/i1", 503, {"job_id": "i1"}))
+    assert list(watch.jobs) == ["i1"]  # another job's state is not the import's
+    assert watch.jobs["i1"].completed_rows == 4  # the pipeline's poll, seen by the display
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,35 @@ def test_a_required_field_that_is_none_is_missing_not_left_off_the_line(
     assert (info.value.field, info.value.position) == (field, 4)
 
 
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"event_type": "identify_user", "inserted_at": AT}, "an identify_user event needs"),
+        ({"event_type": "identify_company", "inserted_at": AT},
+         "an identify_company event needs"),
+        ({"event_type": "track", "user_id": "u1", "inserted_at": AT}, "a track event needs"),
+        ({"event_type": "page_view", "user_id": "u1", "inserted_at": AT},
+         "a page_view event needs"),
+        ({"event_type": "identify_user", "user_id": "u1", "inserted_at": AT, "plan": "pro"},
+         "'plan' for an identify_user event$"),
+    ],
+)  # fmt: skip
+def test_an_event_type_is_named_with_its_article(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        event_record(record)
+
+
+def test_an_extra_field_on_a_page_view_is_named_and_metadata_said_to_be_none_of_its() -> None:
+    record = {"event_type": "page_view", "user_id": "u1", "hostname": "h", "pathname": "/",
+              "inserted_at": AT, "plan": "pro"}  # fmt: skip
+    with pytest.raises(ValidationError) as info:
+        event_record(record)
+    assert info.value.field == "plan"
+    assert "unknown field(s) 'plan' for a page_view event, which takes no metadata" in str(
+        info.value
+    )
+
+
 def test_an_event_constructor_refuses_a_none_required_field() -> None:
     with pytest.raises(ValidationError) as info:
         Event.track("u1", None, AT)  # type: ignore[arg-type]
@@ -309,6 +338,56 @@ async def test_the_job_list_is_followed_through_links_on_the_api_host_only(
     )
     async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
         assert [j.job_id for j in await client.list_jobs()] == ["a", "b"]
+
+
+def paged_jobs(pages: list[list[dict[str, Any]]], read: list[int]) -> Any:
+    """A respx side effect serving ``pages`` of jobs at ``?page=N``, noting each page read."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        read.append(number)
+        following = f"{BASE_URL}/v1/background_jobs?page={number + 1}"
+        links = {"next": following if number < len(pages) else None}
+        return httpx.Response(200, json={"data": pages[number - 1], "links": links})
+
+    return answer
+
+
+async def test_the_job_list_is_read_to_its_end_however_many_pages(
+    router: respx.MockRouter,
+) -> None:
+    pages = [[job(f"j{n}")] for n in range(120)]  # more pages than any cap would read
+    read: list[int] = []
+    router.get("/v1/background_jobs").mock(side_effect=paged_jobs(pages, read))
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL) as client:
+        listed = await client.list_jobs()
+    assert [j.job_id for j in listed] == [f"j{n}" for n in range(120)]
+    assert read == list(range(1, 121))
+
+
+@pytest.mark.parametrize(("where", "pages_read"), [(0, 1), (59, 60), (119, 120)])
+async def test_the_lost_answer_lookup_reads_pages_only_until_it_finds_the_upload(
+    router: respx.MockRouter, where: int, pages_read: int
+) -> None:
+    # Newest first (the job on page 1) or oldest first (on the last page): found either way.
+    made: list[str] = []
+    pages = [[job(f"old-{n}", filename=f"old-{n}.ndjson")] for n in range(120)]
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        filename = request.content.split(b'filename="')[1].split(b'"')[0].decode()
+        made.append(filename)
+        pages[where].insert(0, job("new", "queued", filename=filename))
+        raise httpx.ReadTimeout("lost")
+
+    read: list[int] = []
+    router.post("/v1/imports").mock(side_effect=submit)
+    router.get("/v1/background_jobs").mock(side_effect=paged_jobs(pages, read))
+    router.get("/v1/background_jobs/new").mock(return_value=httpx.Response(200, json=job("new")))
+    async with AsyncAnalytex(api_key=API_KEY, base_url=BASE_URL, retry_policy=NO_WAIT) as client:
+        result = await client.import_events([Event.track("u1", "e", AT)])
+    assert len(made) == 1
+    assert [j.job_id for j in result.jobs] == ["new"]
+    assert read == list(range(1, pages_read + 1))
 
 
 def test_upload_names_are_unique_per_import_and_batch() -> None:

@@ -77,7 +77,7 @@ SENT = [
 ]  # fmt: skip
 # (position, field) of each rejection: a track without its name (a null, not a missing
 # column), and a page view with a metadata cell, which a page view does not take.
-REJECTED = [(4, "event_name"), (5, "metadata")]
+REJECTED = [(4, "event_name"), (5, "plan")]  # a page_view takes no metadata: its column named
 STRUCT = pa.struct([("seats", pa.int64()), ("tier", pa.string())])
 
 

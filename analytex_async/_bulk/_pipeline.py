@@ -121,7 +121,6 @@ class ImportRun:
             transport,
             governor,
             rows_per_minute=rows_per_minute,
-            default_rows=options.batch_size,
             events=kind == "event",
             on_job=options.on_job,
             on_poll=self._on_job_poll,
@@ -131,6 +130,7 @@ class ImportRun:
         # upload whose answer was lost can be found in the job list instead of sent twice.
         self.upload_id = uuid.uuid4().hex[:16]
         self.waiting_for: WaitingFor | None = None
+        self.sending_done = False
         self.started = anyio.current_time()
         self.journal: Journal | None = None
         self._held: list[Held] = []  # for the sifter, not yet handed over
@@ -178,6 +178,7 @@ class ImportRun:
                 batches_sent=self.batches_sent,
                 waiting_for=waiting_for,
                 rows_skipped=self.rows_skipped,
+                sending_done=self.sending_done,
             )
         )
         if inspect.isawaitable(outcome):
@@ -243,6 +244,7 @@ class ImportRun:
             raise error
         if error is not None:
             raise self._aborted(error) from error
+        self.sending_done = True
         if self.options.wait:
             try:
                 await self.tracker.wait_all()

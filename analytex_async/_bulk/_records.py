@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeGuard, TypeVar
 
 from .._errors import ValidationError
-from .._events import EVENT_FIELDS, event_record
+from .._events import ALLOWED, EVENT_FIELDS, event_record
 from .._models import Company, User
 from .._types import RecordKind
 from .._validation import bulk_record
@@ -90,8 +90,10 @@ class EventColumns:
     A column named after one of the schema's fields (``event_type``, ``user_id``,
     ``inserted_at``, ``screen_width``, ...) is that field; a ``metadata`` column holds metadata
     keys; every other column is one metadata key, and wins over a key of the same name in the
-    ``metadata`` column. A missing cell leaves its field or key out, so rows of different event
-    types can share one file, each filling only its own columns. ``metadata`` is set only when
+    ``metadata`` column (for an event that takes no metadata, a ``page_view``, such a column
+    stays a field of its own name, which the event check refuses by that name). A missing cell
+    leaves its field or key out, so rows of different event types can share one file, each
+    filling only its own columns. ``metadata`` is set only when
     it holds something: an identify without any is sent ``{}`` by the event check, and any
     other event without metadata takes none.
 
@@ -134,6 +136,13 @@ class EventColumns:
             value = cells.key(name, row[index])
             if value is not MISSING:
                 keys[name] = value
+        event_type = record.get("event_type")
+        allowed = ALLOWED.get(event_type) if isinstance(event_type, str) else None
+        if keys and allowed is not None and "metadata" not in allowed:
+            # An event that takes no metadata (a page_view): its extra columns are not metadata
+            # keys but fields it does not have, and the event check names them as such.
+            record.update(keys)  # not schema fields: they cannot clash with one
+            keys = {}
         if metadata is MISSING or metadata is None:
             metadata = keys
         elif isinstance(metadata, dict):

@@ -14,29 +14,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from .._errors import APIConnectionError, APIError, NotFoundError
 from .._models import Job, JobStatus
 from .._retry import RetryPolicy
 from .._transport import Transport
 from ..governors._local import Governor, JobSlot
-from ._jobs import fetch_job, fetch_jobs, is_finished, wait_until_finished
+from ._jobs import fetch_job, find_job, is_finished, is_import_job, wait_until_finished
 
 logger = logging.getLogger("analytex_async")
 
 LOOKUP_ONCE = RetryPolicy(max_retries=0)
 """The lost-answer lookup is brief: one try, then the upload is sent again."""
-
-
-def is_import_job(job: Job) -> bool:
-    """Whether a job is an events import (``/v1/imports``), not a bulk identify.
-
-    Args:
-        job: A job as listed.
-
-    Returns:
-        True when its ``type`` names an import.
-    """
-    return "import" in (job.type or "").lower()
 
 
 class JobTracker:
@@ -46,8 +36,8 @@ class JobTracker:
         transport: Sends the requests.
         governor: The row governor; when it remembers jobs (``JobSlot``), imports sharing it
             wait for each other's jobs.
-        rows_per_minute: The server's processing rate, for the poll cadence.
-        default_rows: Rows a job of unknown size is assumed to hold.
+        rows_per_minute: The server's processing rate, for the poll schedule (not for an
+            events import's jobs, which it does not pace).
         events: The import sends events (``/v1/imports``), whose slot is their own.
         on_job: Told each fresh state of one of the import's jobs.
         on_poll: Told each state of a job being waited for.
@@ -59,7 +49,6 @@ class JobTracker:
         governor: Governor,
         *,
         rows_per_minute: float,
-        default_rows: int,
         events: bool = False,
         on_job: Callable[[Job], None] | None = None,
         on_poll: Callable[[Job], Awaitable[None]] | None = None,
@@ -67,12 +56,13 @@ class JobTracker:
         self.transport = transport
         self.governor = governor
         self.rows_per_minute = rows_per_minute
-        self.default_rows = default_rows
         self.events = events
         self._on_job = on_job
         self._on_poll = on_poll
         self.jobs: dict[str, Job] = {}
         self.job_rows: dict[str, int] = {}
+        self.submitted_at: dict[str, float] = {}  # clock readings, for the poll schedule
+        self.seen_at: dict[str, float] = {}  # when each job's state at hand was had
         self.last_job: Job | None = None
 
     def accepted(self, job: Job, rows: int) -> None:
@@ -82,8 +72,10 @@ class JobTracker:
             job: The job.
             rows: Rows in its batch.
         """
+        now = anyio.current_time()
         self.jobs[job.job_id] = job
         self.job_rows[job.job_id] = rows
+        self.submitted_at[job.job_id] = self.seen_at[job.job_id] = now
         self.last_job = job
 
     def rows_completed(self) -> int:
@@ -107,6 +99,7 @@ class JobTracker:
         """
         job = await fetch_job(self.transport, job_id)
         if job.job_id in self.jobs:
+            self.seen_at[job.job_id] = anyio.current_time()
             if not is_finished(self.jobs[job.job_id]) and is_finished(job):
                 self._log_finished(job)
             self.jobs[job.job_id] = job
@@ -115,7 +108,10 @@ class JobTracker:
         return job
 
     async def wait(self, job: Job) -> Job:
-        """Wait until ``job`` is finished, at the one cadence.
+        """Wait until ``job`` is finished, on the one poll schedule.
+
+        One of the import's own jobs is timed from its submit, from the state last had of it;
+        another job is fetched first.
 
         Args:
             job: The job.
@@ -123,12 +119,18 @@ class JobTracker:
         Returns:
             Its finished state.
         """
-        expected = self.job_rows.get(job.job_id, job.total_rows or self.default_rows)
+        job_id = job.job_id
+        seen_at = None
+        if job_id in self.jobs:
+            job, seen_at = self.jobs[job_id], self.seen_at[job_id]
+        expected = self.job_rows.get(job_id)  # else the job's own total_rows, if it says
         return await wait_until_finished(
             self.get,
             job,
-            rows_per_minute=self.rows_per_minute,
+            rows_per_minute=None if self.events else self.rows_per_minute,
             expected_rows=expected,
+            submitted_at=self.submitted_at.get(job_id),
+            seen_at=seen_at,
             on_poll=self._on_poll,
         )
 
@@ -154,10 +156,11 @@ class JobTracker:
             if not is_finished(job):
                 return job
         try:
-            listed = await fetch_jobs(self.transport)
+            return await find_job(
+                self.transport, lambda job: not is_finished(job) and self._shares_slot(job)
+            )
         except APIError:
             return None
-        return next((j for j in listed if not is_finished(j) and self._shares_slot(j)), None)
 
     async def wait_for_previous(self) -> None:
         """Wait for the job holding the slot to end: the import's own, or another import's."""
@@ -170,7 +173,7 @@ class JobTracker:
             latest = await self.governor.latest_job()
             if latest is not None and latest not in self.jobs:
                 with contextlib.suppress(NotFoundError):
-                    await self.wait(await self.get(latest))
+                    await self.wait(Job(latest, JobStatus.UNKNOWN))
 
     async def wait_all(self) -> None:
         """Wait until every job of the import is finished."""
@@ -207,11 +210,13 @@ class JobTracker:
             filename: The upload's file name (unique to its batch).
 
         Returns:
-            The job, or ``None`` when none carries that file name (or the list cannot be had
-            at once: the upload is then sent again).
+            The job, or ``None`` when no page of the job list holds one with that file name
+            (or a page cannot be had at once: the upload is then sent again). However long
+            the account's history, the whole list is read if need be.
         """
         try:
-            listed = await fetch_jobs(self.transport, retry=LOOKUP_ONCE)
+            return await find_job(
+                self.transport, lambda job: job.raw.get("filename") == filename, retry=LOOKUP_ONCE
+            )
         except APIError:
             return None
-        return next((job for job in listed if job.raw.get("filename") == filename), None)

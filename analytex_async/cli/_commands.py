@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import anyio
 import click
 from rich.console import Console
 
@@ -174,12 +175,17 @@ async def _watch_job(
     options = {} if rows_per_minute is None else {"rows_per_minute": rows_per_minute}
     async with settings.client(**options) as client:
         job = await client.get_job(job_id)
+        seen_at = anyio.current_time()
         if not wait or is_finished(job):
             return job
         with JobDisplay(console, settings.redact(job_id)) as display:
             display.show(job)
             job = await wait_until_finished(
-                client.get_job, job, rows_per_minute=client.rows_per_minute, on_poll=display.show
+                client.get_job,
+                job,
+                rows_per_minute=client.rows_per_minute,
+                seen_at=seen_at,
+                on_poll=display.show,
             )
             display.show(job)
     return job

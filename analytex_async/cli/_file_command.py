@@ -298,7 +298,11 @@ class FileCommand:
             CliError: The run could not start or failed outright.
         """
         rejects_file = open_rejects(self.rejects)
-        watch = ImportWatch(self.rows_per_minute or 1200.0, wait=self.request.wait)
+        watch = ImportWatch(
+            self.rows_per_minute or 1200.0,
+            wait=self.request.wait,
+            paced=self.request.kind != "event",
+        )
         stages = DRY_RUN_STAGES if self.dry_run else STAGES
         display = import_display(watch, Console(stderr=True, highlight=False), stages=stages)
         result: ImportResult | None = None

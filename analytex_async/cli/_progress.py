@@ -8,7 +8,9 @@ what the server completed stays fresh between the pipeline's own polls. The disp
 
 What the import waits for is named by the binding constraint: the client's rate ("next batch at
 12:04:31: the rate"), when the next batch could not go before that even once the server's job
-is done; else the server's running job.
+is done; else the server's running job. The rate is never named when no batch is left to send,
+nor for an events import, which the rate does not pace. The running job's rows done and the
+"completed" count come from the same states of the jobs, so they never disagree.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ImportWatch:
     Attributes:
         rows_per_minute: The rate the client keeps to (the ETA's fallback).
         wait: Whether the import waits for the server to complete the rows.
+        paced: Whether ``rows_per_minute`` paces the batches (not for an events import).
         total: The records the source holds (counted ahead), when known.
         clock: Seconds, for elapsed time and rates (a display concern: no wait uses it).
         wall_clock: Seconds since the epoch, to tell a moment as a time of day.
@@ -73,6 +76,7 @@ class ImportWatch:
 
     rows_per_minute: float
     wait: bool = True
+    paced: bool = True
     total: int | None = None
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -178,8 +182,8 @@ class ImportWatch:
         remaining = max(expected - done, 0)
         if not remaining:
             return 0.0
-        per_minute = self.rate() or self.rows_per_minute
-        return remaining * 60.0 / per_minute
+        per_minute = self.rate() or (self.rows_per_minute if self.paced else None)
+        return None if per_minute is None else remaining * 60.0 / per_minute
 
     def waiting_text(self) -> str:
         """What the import is doing or waiting for, in words."""
@@ -203,8 +207,11 @@ class ImportWatch:
         """Whether the rate, not the server's job, holds the next batch back.
 
         The job's rows still to do are assumed to go at the rate too: the server's pace is
-        unknown, and the API's is the rate the client keeps to.
+        unknown, and the API's is the rate the client keeps to. With nothing left to send, or
+        for an import the rate does not pace, the rate holds nothing back.
         """
+        if not self.paced or self.progress.sending_done:
+            return False
         if next_batch is None or next_batch <= now:
             return False
         to_do = max(self.progress.rows_sent - self.rows_completed, 0)
@@ -212,10 +219,17 @@ class ImportWatch:
 
     def _job_text(self) -> str:
         running = self.unfinished_jobs()
+        if not running and self.progress.sending_done and self.jobs:
+            return "finishing: the server is done"
         if len(running) == 1 and running[0].total_rows:
             job = running[0]
-            done = f"{count(job.completed_rows or 0)} of {count(job.total_rows or 0)} rows done"
-            return f"waiting for the server's running job ({done})"
+            total = job.total_rows or 0
+            # What the other jobs cannot account for of the "completed" count is this job's.
+            others = sum(completed_rows(j) for j in self.jobs.values() if j is not job)
+            done = min(max(completed_rows(job), self.rows_completed - others), total)
+            return (
+                f"waiting for the server's running job ({count(done)} of {count(total)} rows done)"
+            )
         return "waiting for the server's running job"
 
     def status_parts(self) -> list[str]:

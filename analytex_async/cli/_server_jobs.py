@@ -1,11 +1,11 @@
 """What the server completed, kept fresh for a person watching an import.
 
-The pipeline polls a job only when its rows should be done (at 1,200 rows a minute, minutes
-apart), so its count of completed rows can stand still long after the server moved on. While a
-display is shown, the command line keeps its own eye on the import's jobs: it spots each one as
-the server accepts a batch (a response hook on the HTTP client) and, while one is unfinished,
-asks for it at most every ``SERVER_REFRESH`` seconds. The pipeline's cadence is untouched; only
-the display reads these.
+The pipeline polls a job on its schedule (up to 30 s apart for a long job at 1,200 rows a
+minute), so its count of completed rows can stand still a while after the server moved on.
+While a display is shown, the command line keeps its own eye on the import's jobs: it spots
+each one as the server accepts a batch, and each later state the pipeline's own polls bring (a
+response hook on the HTTP client), and, while one is unfinished, asks for it at most every
+``SERVER_REFRESH`` seconds. The pipeline's schedule is untouched; only the display reads these.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from ._progress import ImportWatch
 
 SERVER_REFRESH = 10.0
 """Seconds between two looks at the import's unfinished jobs, at most."""
-BULK_PATH_END = "/bulk_identify"
+SUBMIT_PATH_ENDS = ("/bulk_identify", "/v1/imports")
+"""The uploads whose accepted answer is one of the import's jobs."""
+JOB_PATH_PART = "/v1/background_jobs/"
 
 # The library's own defaults for the client it makes itself, kept here for the one it is given.
 REQUEST_TIMEOUT = 30.0
@@ -31,7 +33,12 @@ CONNECTIONS = 16
 
 
 def job_spotter(watch: ImportWatch) -> Callable[[httpx.Response], Awaitable[None]]:
-    """An httpx response hook that hands every job the server accepts to ``watch``.
+    """An httpx response hook that hands the import's jobs to ``watch`` as the wire shows them.
+
+    Every job the server accepts (a bulk identify or an events import upload) is one of the
+    import's; every later answer about one of those (the pipeline's own polls) refreshes it.
+    The display then shows each state of a job as soon as the pipeline has it, never an older
+    one beside a newer count.
 
     Args:
         watch: The import's watch.
@@ -39,16 +46,19 @@ def job_spotter(watch: ImportWatch) -> Callable[[httpx.Response], Awaitable[None
 
     async def spot(response: httpx.Response) -> None:
         request = response.request
-        if request.method != "POST" or not request.url.path.endswith(BULK_PATH_END):
-            return
+        path = request.url.path
         if not response.is_success:
+            return
+        submit = request.method == "POST" and path.endswith(SUBMIT_PATH_ENDS)
+        if not submit and not (request.method == "GET" and JOB_PATH_PART in path):
             return
         await response.aread()
         try:
-            job = job_of(response, f"POST {request.url.path}", lambda text: text)
+            job = job_of(response, f"{request.method} {path}", lambda text: text)
         except AnalytexError:
             return  # the pipeline reports a body it cannot read; the display does without it
-        watch.saw_job(job)
+        if submit or job.job_id in watch.jobs:
+            watch.saw_job(job)
 
     return spot
 

@@ -84,9 +84,9 @@ class Emulator:
     Each API key is its own account (its own store, jobs and rate counters).
 
     For a person at a terminal, the app also answers read-only routes under ``/_emulator/``
-    (``users/{user_id}``, ``companies/{company_id}``, ``events``, ``jobs``) over every
-    account's store. They need no key and show none, and they are never faulted, logged in
-    :attr:`requests` or counted in a rate.
+    (``users`` and ``companies`` in pages, ``users/{user_id}``, ``companies/{company_id}``,
+    ``events``, ``jobs``) over every account's store. They need no key and show none, and they
+    are never faulted, logged in :attr:`requests` or counted in a rate.
 
     Args:
         api_keys: The only keys accepted; any other key is answered 401 ``invalid_api_key``,

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["INSPECTION_PREFIX", "InspectionRoutes"]
 
 INSPECTION_PREFIX = "/_emulator/"
+DEFAULT_PAGE = 100
+"""Users or companies in one page of ``/_emulator/users`` (``/companies``) by default."""
+MAX_PAGE = 10_000
+"""Users or companies in one page at most."""
 
 
 def _json(body: object) -> Response:
@@ -44,6 +48,27 @@ def _company_json(company: StoredCompany) -> dict[str, object]:
     return {"company_id": company.company_id, "metadata": company.metadata}
 
 
+def _page_of(request: Request) -> tuple[int, int]:
+    """The ``?limit=&offset=`` of a listing; a 400 naming the parameter when one is bad."""
+    bounds = {"limit": (1, MAX_PAGE), "offset": (0, None)}
+    values = {"limit": DEFAULT_PAGE, "offset": 0}
+    for name, (low, high) in bounds.items():
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        number = int(raw) if raw.isascii() and raw.isdigit() else None
+        if number is None or number < low or (high is not None and number > high):
+            allowed = f"from {low:,} to {high:,}" if high is not None else f"from {low}"
+            raise ApiError(
+                400,
+                f"invalid_{name}",
+                f"{name} must be a whole number {allowed}, got {raw!r:.40}",
+                {name: raw[:40]},
+            )
+        values[name] = number
+    return values["limit"], values["offset"]
+
+
 class InspectionRoutes:
     """The ``GET /_emulator/…`` handlers, over every account of one emulator.
 
@@ -58,11 +83,34 @@ class InspectionRoutes:
         """The Starlette routes; each answers ``GET`` only (405 otherwise)."""
         prefix = INSPECTION_PREFIX
         return [
+            Route(f"{prefix}users", self.users, methods=["GET"]),
             Route(f"{prefix}users/{{user_id:path}}", self.user, methods=["GET"]),
+            Route(f"{prefix}companies", self.companies, methods=["GET"]),
             Route(f"{prefix}companies/{{company_id:path}}", self.company, methods=["GET"]),
             Route(f"{prefix}events", self.events, methods=["GET"]),
             Route(f"{prefix}jobs", self.jobs, methods=["GET"]),
         ]
+
+    async def users(self, request: Request) -> Response:
+        """``GET /_emulator/users``: a page of the users of every account, in the order stored.
+
+        ``{"count": N, "limit": L, "offset": O, "users": [...]}``: ``count`` is every user
+        stored, ``users`` the page (``?limit=`` up to 10,000, 100 by default; ``?offset=``).
+        Accounts come in order of first contact, each one's users in the order first stored.
+        """
+        limit, offset = _page_of(request)
+        stored = [user for account in self.emulator.accounts for user in account.users.values()]
+        page = [_user_json(user) for user in stored[offset : offset + limit]]
+        return _json({"count": len(stored), "limit": limit, "offset": offset, "users": page})
+
+    async def companies(self, request: Request) -> Response:
+        """``GET /_emulator/companies``: a page of every account's companies, as ``users``."""
+        limit, offset = _page_of(request)
+        stored = [
+            company for account in self.emulator.accounts for company in account.companies.values()
+        ]
+        page = [_company_json(company) for company in stored[offset : offset + limit]]
+        return _json({"count": len(stored), "limit": limit, "offset": offset, "companies": page})
 
     async def user(self, request: Request) -> Response:
         """``GET /_emulator/users/{user_id}``: the stored user, searched in every account.

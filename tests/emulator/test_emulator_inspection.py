@@ -220,3 +220,69 @@ async def test_the_routes_are_read_only_and_unknown_ones_get_the_error_body(emul
 def _iso(seconds: float) -> str:
     moment = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def test_users_and_companies_are_listed_in_pages_across_every_account(emulator, make_client):
+    async with make_client(emulator, key="key-a") as a, make_client(emulator, key="key-b") as b:
+        for n in range(7):
+            await (a if n % 2 else b).post(
+                "/v1/identify", json={"user_id": f"u{n}", "company": {"id": f"c{n % 3}"}}
+            )
+        await a.post("/v1/identify", json={"user_id": "u1", "metadata": {"again": True}})
+    # in the order stored: every account in order of first contact (b first), then its users
+    stored = [f"u{n}" for n in (0, 2, 4, 6, 1, 3, 5)]
+    async with make_client(emulator, key=None) as person:
+        everything = (await person.get("/_emulator/users")).json()
+        assert everything["count"] == 7
+        assert (everything["limit"], everything["offset"]) == (100, 0)
+        assert [user["user_id"] for user in everything["users"]] == stored
+        assert everything["users"][4] == {
+            "user_id": "u1",
+            "company_id": "c1",
+            "metadata": {"again": True},
+        }
+        for limit in (1, 2, 3, 7, 8):
+            pages = [
+                (await person.get(f"/_emulator/users?limit={limit}&offset={offset}")).json()
+                for offset in range(0, 9, limit)
+            ]
+            assert {page["count"] for page in pages} == {7}  # the total, not the page's length
+            assert [page["offset"] for page in pages] == list(range(0, 9, limit))
+            assert all(len(page["users"]) <= limit for page in pages)
+            assert [u["user_id"] for page in pages for u in page["users"]] == stored
+        companies = (await person.get("/_emulator/companies?limit=2&offset=1")).json()
+    assert companies == {
+        "count": 6,  # c0, c2, c1 in b's account; c1, c0, c2 in a's
+        "limit": 2,
+        "offset": 1,
+        "companies": [{"company_id": "c2", "metadata": {}}, {"company_id": "c1", "metadata": {}}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "words"),
+    [
+        ("limit=0", "limit", "limit must be a whole number from 1 to 10,000, got '0'"),
+        ("limit=10001", "limit", "from 1 to 10,000"),
+        ("limit=ten", "limit", "got 'ten'"),
+        ("limit=", "limit", "got ''"),
+        ("offset=-1", "offset", "offset must be a whole number from 0, got '-1'"),
+        ("offset=1.5", "offset", "got '1.5'"),
+    ],
+)
+@pytest.mark.parametrize("listing", ["users", "companies"])
+async def test_a_bad_limit_or_offset_is_a_400_naming_it(api, listing, query, name, words):
+    error = api.error(await api.client.get(f"/_emulator/{listing}?{query}"), 400)
+    assert error["error_code"] == f"invalid_{name}"
+    assert words in error["message"]
+
+
+async def test_an_empty_store_lists_no_users_or_companies(api):
+    assert (await api.client.get("/_emulator/users")).json() == {
+        "count": 0,
+        "limit": 100,
+        "offset": 0,
+        "users": [],
+    }
+    page = (await api.client.get("/_emulator/companies?offset=50")).json()
+    assert (page["count"], page["offset"], page["companies"]) == (0, 50, [])

@@ -241,8 +241,12 @@ async def test_progress_reports_every_stage_sync_and_async() -> None:
     final = seen[-1]
     assert final == ImportProgress(
         rows_read=2_500, rows_sent=2_500, rows_rejected=0, rows_completed=2_500,
-        batches_sent=3, waiting_for=None,
+        batches_sent=3, waiting_for=None, sending_done=True,
     )  # fmt: skip
+    # every batch is sent only once the last one was accepted: its reports say so, none before
+    done = [p.sending_done for p in seen]
+    assert done == sorted(done)
+    assert all(p.rows_sent == 2_500 for p in seen if p.sending_done)
     assert [p.batches_sent for p in seen] == sorted(p.batches_sent for p in seen)
     assert result.ok
     assert sync_seen[-1].rows_completed == 10

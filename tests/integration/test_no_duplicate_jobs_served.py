@@ -9,13 +9,19 @@ name in ``GET /v1/background_jobs`` and adopt that job instead of sending the fi
 
 Every test uses an API key of its own, so its account (jobs, users, events) is its own on the one
 emulator the module serves. The unit tests of adoption (respx) are in ``tests/test_events.py``.
+
+A long job history hides nothing: a second emulator lists its jobs in pages, oldest first (the
+worst case for finding the newest job), and thousands of earlier jobs stand before the upload
+whose answer is lost, or before a 409's blocking job. The history is written into its store
+directly, the way thousands of earlier imports would have left it.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import anyio.from_thread
 import attrs
@@ -24,6 +30,7 @@ import pytest
 
 from analytex_async import AsyncAnalytex, Event, ImportResult, RetryPolicy
 from analytex_async.emulator import Emulator, serve
+from analytex_async.emulator._store import BulkJob, JobKind
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +42,7 @@ LATE = 1.2
 """How long the emulator holds the handled upload's answer: well past ``TIMEOUT``."""
 UPLOADS = {"users": "/v1/users/bulk_identify", "events": "/v1/imports"}
 _keys = itertools.count()
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -45,15 +53,24 @@ class Served:
     url: str
     portal: anyio.from_thread.BlockingPortal
 
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(emulator, *args)`` on the emulator's own loop (its clock lives there)."""
+        return self.portal.call(lambda: function(self.emulator, *args))
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    emulator = Emulator(rows_per_minute=6_000_000)  # a job completes as soon as it is read
+
+@contextmanager
+def serving(emulator: Emulator) -> Iterator[Served]:
     with (
         anyio.from_thread.start_blocking_portal("asyncio") as portal,
         portal.wrap_async_context_manager(serve(emulator)) as url,
     ):
         yield Served(emulator, url, portal)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    with serving(Emulator(rows_per_minute=6_000_000)) as served:  # a job is done once read
+        yield served
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -152,3 +169,103 @@ async def test_a_lost_answer_to_a_handled_upload_adopts_the_job_the_server_made(
     result = await send(served, key, kind, **client_options)
     assert fault.hits == 1
     await check_one_job_and_every_record_once(served, key, kind, result, held=loss == "late")
+
+
+# -- a long history -----------------------------------------------------------------------------
+
+HISTORY = 3_000
+PAGE = 25
+"""Jobs per page: the history spans 120 pages, past any page cap a lookup might have had."""
+
+
+@pytest.fixture(scope="module")
+def paged() -> Iterator[Served]:
+    with serving(Emulator(rows_per_minute=6_000_000, jobs_page_size=PAGE)) as served:
+        yield served
+
+
+def _old_job(emulator: Emulator, key: str, n: int, kind: JobKind) -> BulkJob:
+    now = emulator._now()
+    return BulkJob(
+        job_id=f"{key}-old-{n}",
+        kind=kind,
+        account=emulator.account(key).label,
+        total_rows=10,
+        submitted_at=now - 60,
+        start_at=now - 60,
+        rows_per_minute=1_200,
+        file_size=100,
+        filename=f"earlier-import-{n}.ndjson",
+        status="completed",
+        completed_rows=10,
+        end_at=now - 59.5,
+    )
+
+
+def fill_history(emulator: Emulator, key: str, kind: JobKind) -> None:
+    jobs = emulator.account(key).jobs
+    for n in range(HISTORY):
+        job = _old_job(emulator, key, n, kind)
+        jobs[job.job_id] = job
+
+
+def start_blocking_job(emulator: Emulator, key: str, kind: JobKind) -> str:
+    """Another process's job, the newest of all: 10 rows at 600 a minute, done in a second."""
+    now = emulator._now()
+    job = attrs.evolve(
+        _old_job(emulator, key, HISTORY, kind),
+        job_id=f"{key}-blocking",
+        submitted_at=now,
+        start_at=now,
+        rows_per_minute=600,
+        status="queued",
+        completed_rows=0,
+        end_at=None,
+    )
+    emulator.account(key).jobs[job.job_id] = job
+    return job.job_id
+
+
+def jobs_and_uploads(emulator: Emulator, key: str, path: str) -> tuple[list[BulkJob], int]:
+    return list(emulator.account(key).jobs.values()), len(_uploads_of(emulator, key, path))
+
+
+@pytest.fixture(params=["users", "events"])
+def kind(request: pytest.FixtureRequest, paged: Served, key: str) -> str:
+    """What the test imports, with thousands of earlier jobs of that kind in its account."""
+    kind = str(request.param)
+    paged.call(fill_history, key, "users" if kind == "users" else "events")
+    return kind
+
+
+async def test_a_lost_answer_is_found_behind_thousands_of_jobs_and_adopted(
+    paged: Served, key: str, kind: str
+) -> None:
+    fault = paged.emulator.faults.add(
+        UPLOADS[kind], method="POST", after_handling=True, drop_connection=True
+    )
+    try:
+        result = await send(paged, key, kind)
+    finally:
+        paged.emulator.faults.clear()
+    assert fault.hits == 1
+    jobs, uploads = paged.call(jobs_and_uploads, key, UPLOADS[kind])
+    assert uploads == 1  # never sent again
+    assert len(jobs) == HISTORY + 1  # the one new job, adopted
+    assert [job.job_id for job in result.jobs] == [jobs[-1].job_id]
+    assert (result.jobs[0].status.value, result.rows_sent) == ("completed", ROWS)
+
+
+async def test_a_409s_blocking_job_is_found_behind_thousands_of_jobs_and_waited_for(
+    paged: Served, key: str, kind: str
+) -> None:
+    blocking = paged.call(start_blocking_job, key, "users" if kind == "users" else "events")
+    result = await send(paged, key, kind)
+    jobs, uploads = paged.call(jobs_and_uploads, key, UPLOADS[kind])
+    assert uploads == 2  # a 409, then the same batch once the blocking job was done
+    assert jobs[-2].job_id == blocking
+    assert jobs[-2].status == "completed"
+    assert jobs[-2].end_at is not None
+    assert jobs[-1].submitted_at >= jobs[-2].end_at
+    assert [job.job_id for job in result.jobs] == [jobs[-1].job_id]
+    assert result.ok
