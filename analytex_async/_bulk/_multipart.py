@@ -24,8 +24,7 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from itertools import chain, repeat
 
-from .._transport import bytes_body
-from .._types import BodyFactory, RecordKind
+from .._types import BodyFactory
 
 DEFAULT_FILENAME = "batch.ndjson"
 LONGEST_UPLOAD_FILENAME = "0" * 16 + "-" + "9" * 12 + ".1" * 20 + ".ndjson"
@@ -55,31 +54,6 @@ def random_boundary() -> str:
         The boundary (without the leading ``--``).
     """
     return secrets.token_hex(BOUNDARY_LENGTH // 2)
-
-
-JSON_KEYS: dict[RecordKind, bytes] = {"user": b"users", "company": b"companies", "event": b""}
-
-
-def upload_body(
-    lines: Sequence[bytes], size: int, kind: RecordKind, filename: str | None
-) -> BodyFactory:
-    """The body of one batch's upload: a multipart NDJSON file, or (no file name) bulk JSON.
-
-    Args:
-        lines: The batch's NDJSON lines, checked by the batcher (no second pass over them).
-        size: Their total size in bytes.
-        kind: Users or companies (JSON bodies), or events (always a file).
-        filename: The upload's file name; ``None`` sends the bulk JSON body
-            ``{"users": [...]}`` instead, whose envelope is smaller than the multipart framing
-            the batcher's byte budget allows for.
-
-    Returns:
-        The body factory.
-    """
-    if filename is None:
-        records = b",".join(line[:-1] for line in lines)
-        return bytes_body(b'{"%s":[%s]}' % (JSON_KEYS[kind], records), "application/json")
-    return MultipartFile(lines, filename=filename, checked_size=size).factory()
 
 
 def upload_filename(upload_id: str, label: str) -> str:

@@ -59,8 +59,6 @@ class ImportOptions:
         max_batch_bytes: Bytes of NDJSON per batch at most (the API's 50 MB less the
             multipart framing; lower only in tests).
         journal: Where to record accepted batches durably, and whence to resume.
-        body: ``"ndjson"`` (a multipart NDJSON upload, the pipeline's) or ``"json"`` (the
-            bulk JSON body ``{"users": [...]}``, background delivery's overflow).
         on_accepted: Called with each batch's source positions and its job once the server
             accepted it.
         skip: Decides which records are left out (a sync's unchanged ones), a run of records
@@ -77,7 +75,6 @@ class ImportOptions:
     csv_multiline: bool = False
     max_batch_bytes: int = MAX_BATCH_BYTES
     journal: str | os.PathLike[str] | None = None
-    body: Literal["ndjson", "json"] = "ndjson"
     on_accepted: Callable[[tuple[int, ...], Job], None] | None = None
     skip: SkipFilter | None = None
     on_job: Callable[[Job], None] | None = None

@@ -56,7 +56,7 @@ from ._batching import Batch, Batcher
 from ._frames import is_table
 from ._jobs import job_of
 from ._journal import Journal
-from ._multipart import upload_body, upload_filename
+from ._multipart import MultipartFile, upload_filename
 from ._options import ImportOptions
 from ._pacing import Pacer
 from ._records import check_record, plain_iterable
@@ -470,10 +470,8 @@ class ImportRun:
             with waiting("rate"):
                 await self.governor.acquire(batch.count)
         unexplained = 0
-        json_body = self.options.body == "json"
-        # A JSON body carries no file name to find it by after a lost answer.
-        filename = None if json_body else upload_filename(self.upload_id, batch.label)
-        body = upload_body(batch.lines, batch.size, self.kind, filename)
+        filename = upload_filename(self.upload_id, batch.label)
+        body = MultipartFile(batch.lines, filename=filename, checked_size=batch.size).factory()
 
         async def on_retry(error: APIError, delay: float) -> None:
             await self._on_retry(error, delay)

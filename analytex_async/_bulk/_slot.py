@@ -181,17 +181,17 @@ class JobTracker:
             if not is_finished(job):
                 await self.wait(job)
 
-    async def adopt_lost(self, error: APIError, filename: str | None) -> Job | None:
+    async def adopt_lost(self, error: APIError, filename: str) -> Job | None:
         """After an answer that may have been lost, the job the server made of the upload.
 
         Args:
             error: Why the upload has no answer.
-            filename: The upload's file name (``None``: it has none to be found by).
+            filename: The upload's file name, unique to it.
 
         Returns:
             The job to adopt instead of sending again, or ``None``.
         """
-        if filename is None or not isinstance(error, APIConnectionError) or not error.request_sent:
+        if not isinstance(error, APIConnectionError) or not error.request_sent:
             return None
         job = await self.find_upload(filename)
         if job is not None:
