@@ -47,7 +47,8 @@ the records first. A replayed record leaves the outbox only once it settled here
 to it again); a spill that fails removes nothing claimed and counts what it could not write as
 dropped.
 
-Modules: ``_policy`` (what users set and read), ``_ledger`` (records, chains, lanes, counters),
+Modules: ``_policy`` (what users set and read), ``_record`` (a record and its states), ``_ledger``
+(the records, their chains, lanes and counters),
 ``_senders`` (real-time), ``_overflow`` (the bulk route), ``_outbox`` and ``_outboxes`` (the
 outbox), ``_session`` (one opening, from ``async with`` to close), ``_background`` (the public
 face).

@@ -35,7 +35,8 @@ from .._errors import ImportAbortedError, JobFailedError, ValidationError
 from .._models import ImportResult, Job, JobStatus, Rejection
 from .._types import RecordKind
 from .._validation import bulk_record
-from ._ledger import Lane, Ledger, Record, State
+from ._ledger import Ledger
+from ._record import Lane, Record, State
 from ._senders import Failures, RealtimeSenders, describe, is_transient, retry_delay
 
 logger = logging.getLogger("analytex_async")

@@ -37,8 +37,9 @@ from .._errors import (
 )
 from .._telemetry import waiting
 from .._types import Pausable, RequestSlots
-from ._ledger import Lane, Ledger, Record
+from ._ledger import Ledger
 from ._policy import DeliveryKind, DeliveryPolicy
+from ._record import Lane, Record
 
 logger = logging.getLogger("analytex_async")
 

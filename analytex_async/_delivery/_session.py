@@ -20,11 +20,12 @@ import attrs
 from .._models import Job
 from .._types import RequestSlots
 from ..governors._windows import RequestWindow
-from ._ledger import Ledger, Outcome, Record
+from ._ledger import Ledger
 from ._outbox import OutboxError, OutboxRecord
 from ._outboxes import OutboxStore, Replayed
 from ._overflow import BulkOverflow, BulkRun
 from ._policy import DeliveryKind, DeliveryPolicy, DeliveryStats
+from ._record import Outcome, Record
 from ._senders import Failures, RealtimeSend, RealtimeSenders
 
 logger = logging.getLogger("analytex_async")

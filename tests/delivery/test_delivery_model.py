@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from analytex_async import AsyncAnalytex, DeliveryPolicy
-from analytex_async._delivery._ledger import State
+from analytex_async._delivery._record import State
 from analytex_async.emulator import Emulator
 from analytex_async.testing import EMULATED_BASE_URL, EmulatorTransport
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from analytex_async import DeliveryPolicy
-from analytex_async._delivery._ledger import Ledger, State
+from analytex_async._delivery._ledger import Ledger
+from analytex_async._delivery._record import State
 
 pytestmark = pytest.mark.anyio
 
