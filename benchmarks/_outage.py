@@ -1,0 +1,115 @@
+"""The background benchmark's outage run, client side: hand over, ride out the 503s, flush.
+
+Run in a fresh interpreter (``bench_background.py --child outage``) against an emulator that
+answers 503 from the first request on for the outage's length (``_emulated.py --outage``). The
+visits are handed over evenly over ``handover`` seconds, a few per 10 ms tick, as requests
+reach a web app; then ``flush()`` waits until everything is delivered. Meanwhile a 1 ms
+heartbeat measures the event loop's stalls and a sampler reads the process's resident set
+size every ``RSS_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _handlers import Timings
+from _logins import EVENT, Visit
+from _workload import API_KEY, heartbeat
+
+from analytex_async import AsyncAnalytex
+
+RSS_INTERVAL = 0.25
+TICK = 0.01
+"""Seconds between two groups of hand-overs."""
+SLOW_NS = 50_000
+"""A hand-over slower than this is attributed (the login run's p99 target)."""
+
+
+def rss_mib() -> float:
+    """This process's resident set size now (Linux ``VmRSS``), in MiB; 0 where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def sample_rss(samples: list[tuple[float, float]]) -> None:
+    """Append ``(monotonic time, RSS MiB)`` every ``RSS_INTERVAL`` seconds until cancelled."""
+    while True:
+        samples.append((time.monotonic(), rss_mib()))
+        await anyio.sleep(RSS_INTERVAL)
+
+
+async def hand_over(
+    background: Any, handed: Sequence[Visit], handover: float, timings: Timings
+) -> None:
+    """Hand ``handed`` over evenly over ``handover`` seconds, a few per tick, timing each."""
+    started = anyio.current_time()
+    per_tick = max(1, round(len(handed) * TICK / handover))
+    for first in range(0, len(handed), per_tick):
+        for visit in handed[first : first + per_tick]:
+            cpu = time.thread_time_ns()
+            begin = time.perf_counter_ns()
+            background.identify(visit.user, metadata=visit.profile)
+            if visit.event is not None:
+                background.track(visit.user, EVENT, metadata=visit.event)
+            end = time.perf_counter_ns()
+            timings.calls.append((begin, end, time.thread_time_ns() - cpu))
+        await anyio.sleep_until(started + (first + per_tick) * handover / len(handed))
+
+
+async def side_outage(
+    url: str, rate: int, rows: int, handed: Sequence[Visit], handover: float, patience: float
+) -> dict[str, Any]:
+    """Hand ``handed`` over during the outage, flush, and return the figures (JSON-able).
+
+    ``patience`` is the flush's timeout in seconds: a flush that gives up is a figure too.
+    """
+    samples: list[tuple[float, float]] = []
+    timings = Timings()
+    flushed: Any = None
+    error = ""
+    async with (
+        AsyncAnalytex(
+            API_KEY, base_url=url, requests_per_minute=rate, rows_per_minute=rows
+        ) as client,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(sample_rss, samples)
+        background = client.background
+        async with heartbeat(limit=3600.0) as beat:
+            await anyio.sleep(2 * RSS_INTERVAL)  # the starting size, sampled twice
+            started = time.monotonic()
+            with timings.watching_gc():
+                await hand_over(background, handed, handover, timings)
+            handed_over = time.monotonic()
+            try:
+                flushed = await background.flush(timeout=patience)
+            except TimeoutError as exc:
+                error = str(exc)
+            done = time.monotonic()
+        await anyio.sleep(2 * RSS_INTERVAL)  # the size once delivered, sampled twice
+        tasks.cancel_scope.cancel()
+    stats = flushed if flushed is not None else background.stats
+    names = ("queued", "pending", "delivered", "coalesced", "via_bulk", "dropped", "failed")
+    figures = timings.summary(SLOW_NS)
+    figures.update(
+        started=started,
+        handed_over=handed_over,
+        done=done,
+        flush_error=error,
+        stats={name: int(getattr(stats, name)) for name in (*names, "spilled", "replayed")},
+        rss=samples,
+        stall=beat.worst,
+        own_stall=beat.own_worst,
+        stall_p99=beat.p99,
+        beats=beat.beats,
+    )
+    return figures
