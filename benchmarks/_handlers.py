@@ -34,6 +34,32 @@ class Timings:
         finally:
             gc.callbacks.remove(self._on_gc)
 
+    def collected(self, start: int, end: int) -> tuple[int, int]:
+        """The collections' time within ``start``..``end`` (ns) and their highest generation.
+
+        Returns:
+            The nanoseconds, and the generation (-1 when no collection ran then).
+        """
+        spans = [(min(e, end) - max(s, start), g) for s, e, g in self.collections]
+        spans = [(ns, g) for ns, g in spans if ns > 0]
+        return sum(ns for ns, _ in spans), max((g for _, g in spans), default=-1)
+
+    def stall_cause(self, span: tuple[float, float], own: float, target: float) -> str:
+        """What made a heartbeat stall over ``target`` seconds: a collection, the machine, or work.
+
+        Args:
+            span: The late beat's perf_counter readings (its sleep's start and its wake-up).
+            own: The stall counting only the time the process ran, in seconds.
+            target: The stall target in seconds.
+        """
+        late = span[1] - span[0]
+        gc_ns, generation = self.collected(int(span[0] * 1e9), int(span[1] * 1e9))
+        if generation >= 0 and late - gc_ns / 1e9 <= target:
+            return f"a garbage collection (generation {generation}: {gc_ns / 1e6:,.1f} ms of it)"
+        if own <= target:
+            return "off the CPU (the machine is shared)"
+        return f"the process's own work ({gc_ns / 1e6:,.1f} ms of collection in it)"
+
     def cause(self, index: int, slow_ns: int) -> str:
         """What made call ``index`` slower than ``slow_ns``: a collection, the machine, or itself.
 
@@ -42,11 +68,8 @@ class Timings:
         """
         start, end, cpu = self.calls[index]
         duration = end - start
-        collected = [(min(e, end) - max(s, start), g) for s, e, g in self.collections]
-        collected = [(ns, g) for ns, g in collected if ns > 0]
-        gc_ns = sum(ns for ns, _ in collected)
-        if collected and duration - gc_ns <= slow_ns:
-            generation = max(g for _, g in collected)
+        gc_ns, generation = self.collected(start, end)
+        if generation >= 0 and duration - gc_ns <= slow_ns:
             return f"garbage collection (generation {generation}: {gc_ns / 1000:,.0f} us of it)"
         if cpu < OFF_CPU_SHARE * duration:
             return f"off the CPU (ran {cpu / 1000:,.0f} us of it: the machine is shared)"
@@ -67,4 +90,8 @@ class Timings:
             "slowest_cause": self.cause(slowest, slow_ns),
             "slow_causes": causes,
             "collections": len(self.collections),
+            "longest_collection_ms": max(
+                ((end - start) / 1e6 for start, end, _ in self.collections), default=0.0
+            ),
+            "full_collections": sum(generation == 2 for _, _, generation in self.collections),
         }

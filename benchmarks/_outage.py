@@ -25,6 +25,8 @@ from analytex_async import AsyncAnalytex
 RSS_INTERVAL = 0.25
 TICK = 0.01
 """Seconds between two groups of hand-overs."""
+STALL_TARGET = 0.005
+"""Seconds of stall beyond which the worst one is attributed (the target)."""
 SLOW_NS = 50_000
 """A hand-over slower than this is attributed (the login run's p99 target)."""
 
@@ -89,12 +91,12 @@ async def side_outage(
             started = time.monotonic()
             with timings.watching_gc():
                 await hand_over(background, handed, handover, timings)
-            handed_over = time.monotonic()
-            try:
-                flushed = await background.flush(timeout=patience)
-            except TimeoutError as exc:
-                error = str(exc)
-            done = time.monotonic()
+                handed_over = time.monotonic()
+                try:
+                    flushed = await background.flush(timeout=patience)
+                except TimeoutError as exc:
+                    error = str(exc)
+                done = time.monotonic()
         await anyio.sleep(2 * RSS_INTERVAL)  # the size once delivered, sampled twice
         tasks.cancel_scope.cancel()
     stats = flushed if flushed is not None else background.stats
@@ -109,6 +111,7 @@ async def side_outage(
         rss=samples,
         stall=beat.worst,
         own_stall=beat.own_worst,
+        stall_cause=timings.stall_cause(beat.worst_span, beat.own_worst, STALL_TARGET),
         stall_p99=beat.p99,
         beats=beat.beats,
     )

@@ -144,6 +144,15 @@ class Heartbeat:
             self.lateness.append(gap - self.interval)
             self.own_lateness.append(min(gap, cpu) - self.interval)
 
+    @property
+    def worst_span(self) -> tuple[float, float]:
+        """The perf_counter readings at which the latest beat began and woke up."""
+        if not self.lateness:
+            return (0.0, 0.0)
+        index = max(range(len(self.lateness)), key=self.lateness.__getitem__)
+        began = self.starts[index]
+        return (began, began + self.interval + self.lateness[index])
+
     def without(self, start: float, end: float) -> Heartbeat:
         """The beats that did not overlap ``start``..``end`` (perf_counter readings).
 

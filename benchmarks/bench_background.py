@@ -3,12 +3,13 @@
 **The login run.** 800 logins, each an identify then a ``"Logged In"`` track of its user, 20% of
 them repeat logins of an earlier user with new values (``_logins.py``: 640 users; a repeat sets
 every profile key anew and its track carries the visit number). The 640 first logins' handlers
-are started, then released at once; the 160 repeats follow, spread evenly over the next
-``--repeat-spread`` seconds (1.5), so they meet their user's first login in every state: not
-sent yet (the new value merges into it), in flight (it waits behind it), delivered. Against the
-emulator (``_emulated.py``, served by uvicorn in its own process) holding ``--rate`` requests a
-minute per endpoint (600, the real API's budget; a 429 beyond it). Each side runs in a fresh
-interpreter on asyncio, against a fresh emulator:
+are started, then released at once; the 160 repeats are released together ``--repeat-after``
+seconds later (1.0), when some of their users' first logins are delivered, some in flight and
+some not sent yet (the rest of the window is full), so a repeat meets its user's first login in
+every state: not sent yet (the new value merges into it), in flight (it waits behind it),
+delivered. Against the emulator (``_emulated.py``, served by uvicorn in its own process) holding
+``--rate`` requests a minute per endpoint (600, the real API's budget; a 429 beyond it). Each
+side runs in a fresh interpreter on asyncio, against a fresh emulator:
 
 * **background**: ``client.background.identify(...)`` and ``client.background.track(...)``
   inside ``async with AsyncAnalytex(...)`` at the default ``DeliveryPolicy``, then
@@ -27,8 +28,9 @@ the wall time from the release until everything is flushed (background: ``flush(
 awaited: every handler returned or timed out; PostHog: ``shutdown()`` returned). A slow call
 is attributed: a garbage collection during it (``gc.callbacks``), the process being off the CPU
 (thread CPU time well below the wall time of the call: the machine is shared), or the SDK's own
-work. The background side also runs a 1 ms heartbeat: its worst lateness outside the release
-itself (640 handlers run back to back in one turn of the loop by design) is a stall figure.
+work. The background side also runs a 1 ms heartbeat: its worst lateness outside the two
+releases themselves (640, then 160 handlers run back to back in one turn of the loop by design)
+is a stall figure.
 
 **The flush bound.** The emulator, like the API, admits at most ``L`` identify requests (and,
 separately, ``L`` tracks) in any 60 seconds, counted when they arrive. Tracks never merge, so
@@ -40,20 +42,21 @@ its user's identify (and a repeat's identify behind the user's earlier track). S
 track cannot be answered before ``floor((N - 1) / L) * 60`` s plus one identify-then-track round
 trip after the release (the round trip measured on the same emulator under another key, before
 the run). The identifies give the same or less: at most ``N`` of them, each followed by a track.
-The repeats' spread (1.5 s) is well inside the first window, so it adds nothing: a repeat that
-is not merged needs an identify slot, and the first window's are taken by first logins. For
+The repeats' release (1 s in) is well inside the first window, so it adds nothing: a repeat
+that is not merged needs an identify slot, and the first window's are taken by first logins. For
 N = 800 and L = 600 the bound is 60 s plus a few milliseconds (the average-rate reading, 800 /
 600 a minute = 80 s, would be a looser bound, not the one judged). The bulk budget cannot
 shorten it: every identify here has its user's track behind it, and such an identify stays
 real-time (the track must follow its answer). The target is a wall within 5% of the bound. When
 N <= L the window never binds; the wall is then reported, not judged.
 
-**The outage run** (``_outage.py``). 10,000 records (``--outage-records``) of many users: 30%
-of them in logins (3,000 logins, an identify and a track each, 20% repeats) and 40% profile
-updates (4,000 identifies alone, 20% repeats, which bulk overflow may take), interleaved and
-handed over evenly during the outage's first sixth (20 s of 120), against an emulator that
-answers 503 to every API request from the first one on for ``--outage-seconds`` (120), then
-recovers. The queue is the default (10,000): the records never exceed it. Judged: nothing lost
+**The outage run** (``_outage.py``). 10,000 records (``--outage-records``) of many users: 6,000
+in 3,000 logins (an identify and a track each, 20% repeats, of 2,400 users) and 4,000 profile
+updates (identifies alone, 20% repeats, of 3,200 other users; bulk overflow may take them),
+interleaved and handed over evenly during the outage's first sixth (20 s of 120), against an
+emulator that answers 503 to every API request from the first one on for ``--outage-seconds``
+(120), then recovers. The queue is the default (10,000): the records never exceed it. Judged:
+nothing lost
 (``flush()`` returns, ``delivered == queued - coalesced``, nothing dropped, failed or spilled,
 and the store holds every user's newest values and every event once, in order), 0 429s after
 the recovery, a flat resident set (sampled every 0.25 s: the size it reached once everything
@@ -101,8 +104,8 @@ from analytex_async import AsyncAnalytex
 
 LOGINS = 800
 REPEAT_SHARE = 0.2
-REPEAT_SPREAD = 1.5
-"""Seconds over which the repeat logins follow the release."""
+REPEAT_AFTER = 1.0
+"""Seconds after the release at which the repeat logins are released."""
 HANDLER_TIMEOUT = 5.0
 """Seconds an awaited handler may take, as a web request's timeout would allow."""
 TARGET_P99_US = 50.0
@@ -165,24 +168,26 @@ def pair_round_trip(url: str, tries: int = 5) -> float:
 Handler = Callable[[Visit], Awaitable[None]]
 
 
-async def burst(handed: Sequence[Visit], spread: float, handle: Handler) -> tuple[float, float]:
-    """Start a handler per visit; release the first visits at once, spread the repeats.
+async def burst(handed: Sequence[Visit], after: float, handle: Handler) -> list[float]:
+    """Start a handler per visit; release the first visits at once, the repeats ``after`` later.
 
     Returns:
-        The perf_counter readings of the release and of the last first visit's return.
+        The perf_counter readings of each release and of its last handler's return: the two
+        spans during which the handlers ran back to back.
     """
     firsts = len({visit.user for visit in handed})
-    repeats = len(handed) - firsts
     go = anyio.Event()
-    marks = [0.0, 0.0]
+    marks = [0.0] * 4
 
     async def handler(index: int, visit: Visit) -> None:
         await go.wait()
         if index >= firsts:
-            await anyio.sleep(spread * (index - firsts + 1) / repeats)
+            await anyio.sleep_until(marks[0] + after)
+            if index == firsts:
+                marks[2] = time.perf_counter()
         await handle(visit)
-        if index == firsts - 1:
-            marks[1] = time.perf_counter()
+        if index in (firsts - 1, len(handed) - 1):
+            marks[1 if index < firsts else 3] = time.perf_counter()
 
     async with anyio.create_task_group() as tasks:
         for index, visit in enumerate(handed):
@@ -190,7 +195,7 @@ async def burst(handed: Sequence[Visit], spread: float, handle: Handler) -> tupl
         await anyio.sleep(0.1)  # every handler is waiting on `go`
         marks[0] = time.perf_counter()
         go.set()
-    return marks[0], marks[1]
+    return marks
 
 
 def _stats_dict(stats: object) -> dict[str, int]:
@@ -198,9 +203,7 @@ def _stats_dict(stats: object) -> dict[str, int]:
     return {name: int(getattr(stats, name)) for name in (*names, "spilled", "replayed")}
 
 
-async def side_background(
-    url: str, rate: int, handed: list[Visit], spread: float
-) -> dict[str, Any]:
+async def side_background(url: str, rate: int, handed: list[Visit], after: float) -> dict[str, Any]:
     timings = Timings()
     async with (
         AsyncAnalytex(API_KEY, base_url=url, requests_per_minute=rate) as client,
@@ -217,22 +220,25 @@ async def side_background(
             timings.calls.append((start, end, time.thread_time_ns() - cpu))
 
         with timings.watching_gc():
-            started, released = await burst(handed, spread, handle)
-        stats = await background.flush(timeout=FLUSH_TIMEOUT)
-        wall = time.perf_counter() - started
-    outside = beat.without(started, released)
+            spans = await burst(handed, after, handle)
+            stats = await background.flush(timeout=FLUSH_TIMEOUT)
+        wall = time.perf_counter() - spans[0]
+    outside = beat.without(spans[0], spans[1]).without(spans[2], spans[3])
     figures = timings.summary(int(TARGET_P99_US * 1000))
     figures.update(
         wall=wall,
         stats=_stats_dict(stats),
         stall=outside.worst,
         own_stall=outside.own_worst,
+        stall_cause=timings.stall_cause(
+            outside.worst_span, outside.own_worst, TARGET_STALL_MS / 1000
+        ),
         release_stall=beat.worst,
     )
     return figures
 
 
-async def side_awaited(url: str, rate: int, handed: list[Visit], spread: float) -> dict[str, Any]:
+async def side_awaited(url: str, rate: int, handed: list[Visit], after: float) -> dict[str, Any]:
     timings = Timings()
     cut_off = {"identify": 0, "track": 0}
     async with AsyncAnalytex(API_KEY, base_url=url, requests_per_minute=rate) as client:
@@ -251,14 +257,14 @@ async def side_awaited(url: str, rate: int, handed: list[Visit], spread: float) 
                 cut_off[step] += 1
 
         with timings.watching_gc():
-            started, _ = await burst(handed, spread, handle)
-        wall = time.perf_counter() - started
+            spans = await burst(handed, after, handle)
+        wall = time.perf_counter() - spans[0]
     figures = timings.summary(int(TARGET_P99_US * 1000))
     figures.update(wall=wall, cut_off=cut_off)
     return figures
 
 
-async def side_posthog(url: str, handed: list[Visit], spread: float) -> dict[str, Any]:
+async def side_posthog(url: str, handed: list[Visit], after: float) -> dict[str, Any]:
     from posthog import AsyncClient  # noqa: PLC0415  # a peer: imported in its own child only
 
     timings = Timings()
@@ -273,9 +279,9 @@ async def side_posthog(url: str, handed: list[Visit], spread: float) -> dict[str
         timings.calls.append((start, end, time.thread_time_ns() - cpu))
 
     with timings.watching_gc():
-        started, _ = await burst(handed, spread, handle)
+        spans = await burst(handed, after, handle)
     await posthog.shutdown()
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - spans[0]
     figures = timings.summary(int(TARGET_P99_US * 1000))
     figures["wall"] = wall
     return figures
@@ -288,12 +294,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         timeout = args.outage_seconds + FLUSH_TIMEOUT
         rows = args.outage_rate * ROWS_PER_REQUEST
         return asyncio.run(side_outage(args.url, args.outage_rate, rows, handed, handover, timeout))
-    handed, spread = login_visits(args.logins), args.repeat_spread
+    handed, after = login_visits(args.logins), args.repeat_after
     if args.child == "background":
-        return asyncio.run(side_background(args.url, args.rate, handed, spread))
+        return asyncio.run(side_background(args.url, args.rate, handed, after))
     if args.child == "awaited":
-        return asyncio.run(side_awaited(args.url, args.rate, handed, spread))
-    return asyncio.run(side_posthog(args.url, handed, spread))
+        return asyncio.run(side_awaited(args.url, args.rate, handed, after))
+    return asyncio.run(side_posthog(args.url, handed, after))
 
 
 # -- the parent: run each side, gather, judge -------------------------------------------------
@@ -308,7 +314,7 @@ def percentile(values: Sequence[int], share: float) -> int:
 def child_args(args: argparse.Namespace, side: str, url: str) -> list[str]:
     return [
         *("--child", side, "--url", url, "--rate", str(args.rate)),
-        *("--logins", str(args.logins), "--repeat-spread", str(args.repeat_spread)),
+        *("--logins", str(args.logins), "--repeat-after", str(args.repeat_after)),
         *("--outage-records", str(args.outage_records)),
         *("--outage-seconds", str(args.outage_seconds), "--outage-rate", str(args.outage_rate)),
     ]
@@ -540,7 +546,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=600, help="requests/min per endpoint")
     parser.add_argument("--logins", type=int, default=LOGINS)
-    parser.add_argument("--repeat-spread", type=float, default=REPEAT_SPREAD)
+    parser.add_argument("--repeat-after", type=float, default=REPEAT_AFTER)
     parser.add_argument("--outage-seconds", type=float, default=OUTAGE_SECONDS)
     parser.add_argument("--outage-records", type=int, default=OUTAGE_RECORDS)
     parser.add_argument("--outage-rate", type=int, default=OUTAGE_RATE)
@@ -606,7 +612,7 @@ def print_notes(
         f"{n / rate * WINDOW:.1f} s."
         f"\nlogin run, background stats: {stats}."
         f"\nslowest background call: {us(worst)} us, {ours['slowest_cause']}; "
-        f"{ours['collections']} collection(s) during the burst; calls over "
+        f"{ours['collections']} collection(s) during the run; calls over "
         f"{TARGET_P99_US:g} us: {_causes(ours['slow_causes'])}."
         f"\nslowest PostHog call: {us(max(peer['durations_ns']))} us, {peer['slowest_cause']}."
         f"\nawaited: {sum(cut.values()):,} handler(s) timed out after {HANDLER_TIMEOUT:g} s "
@@ -647,21 +653,18 @@ def print_notes(
     stats = ", ".join(f"{k} {v:,}" for k, v in outage["stats"].items())
     rss = ", ".join(f"{phase} {mib:.1f}" for phase, mib in rss_phases(outage).items())
     print(f"outage run, stats: {stats}.\noutage run, RSS (MiB): {rss}.")
-    for run, stall, own in stalls:
-        cause = (
-            "off the CPU (the machine is shared)"
-            if stall * 1000 > TARGET_STALL_MS >= own * 1000
-            else "the process's own work"
+    for (run, stall, own), figures in zip(stalls, (ours, outage), strict=True):
+        cause = figures["stall_cause"] if stall * 1000 > TARGET_STALL_MS else "within the target"
+        released = (
+            f"; the releases themselves held the loop up to {ours['release_stall'] * 1000:.1f} "
+            "ms, left out"
+            if run == "login run"
+            else ""
         )
         print(
             f"{run}: worst stall {stall * 1000:.2f} ms, {own * 1000:.2f} ms of it on the CPU: "
-            f"{cause}"
-            + (
-                f" (the release itself held the loop {ours['release_stall'] * 1000:.1f} ms, "
-                "left out)"
-                if run == "login run"
-                else ""
-            )
+            f"{cause}; {figures['collections']:,} collections, {figures['full_collections']:,} "
+            f"of them full, the longest {figures['longest_collection_ms']:.1f} ms{released}."
         )
 
 
