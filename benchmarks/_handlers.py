@@ -47,6 +47,9 @@ class Timings:
     def stall_cause(self, span: tuple[float, float], own: float, target: float) -> str:
         """What made a heartbeat stall over ``target`` seconds: a collection, the machine, or work.
 
+        A collection is the cause when the stall would have met ``target`` without it, or when
+        it took half the stall or more.
+
         Args:
             span: The late beat's perf_counter readings (its sleep's start and its wake-up).
             own: The stall counting only the time the process ran, in seconds.
@@ -54,7 +57,7 @@ class Timings:
         """
         late = span[1] - span[0]
         gc_ns, generation = self.collected(int(span[0] * 1e9), int(span[1] * 1e9))
-        if generation >= 0 and late - gc_ns / 1e9 <= target:
+        if generation >= 0 and (late - gc_ns / 1e9 <= target or gc_ns / 1e9 >= late / 2):
             return f"a garbage collection (generation {generation}: {gc_ns / 1e6:,.1f} ms of it)"
         if own <= target:
             return "off the CPU (the machine is shared)"

@@ -10,7 +10,9 @@ handed over last, and the user's events the visits' numbers, each once, in order
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +49,8 @@ def event(user: int, visit: int) -> dict[str, Any]:
     return {"method": ("password", "sso")[(user + visit) % 2], "visit": visit}
 
 
-def visits(count: int, repeat_share: float, prefix: str, *, logins: bool = True) -> list[Visit]:
-    """``count`` visits: first visits of distinct users, then repeats of earlier users.
+def visits(count: int, repeat_share: float, prefix: str, *, logins: bool = True) -> Iterator[Visit]:
+    """``count`` visits, made as they are asked for: first visits, then repeats of earlier users.
 
     The last ``round(count * repeat_share)`` visits are repeats, spread evenly over the users
     (every fourth user for a 20% share), each with new values.
@@ -59,7 +61,7 @@ def visits(count: int, repeat_share: float, prefix: str, *, logins: bool = True)
         prefix: The users' id prefix (workloads with different prefixes never share a user).
         logins: Logins (identify + track); ``False``: profile updates (identify alone).
 
-    Returns:
+    Yields:
         The visits, first visits first.
     """
     repeats = round(count * repeat_share)
@@ -67,30 +69,24 @@ def visits(count: int, repeat_share: float, prefix: str, *, logins: bool = True)
     if firsts < 1:
         raise ValueError(f"repeat_share {repeat_share} leaves no first visit of {count}")
     seen = [1] * firsts
-    numbers = list(range(firsts)) + [j * firsts // repeats for j in range(repeats)]
-    result = []
+    numbers = itertools.chain(range(firsts), (j * firsts // repeats for j in range(repeats)))
     for position, user in enumerate(numbers):
         if position >= firsts:
             seen[user] += 1
         nth = seen[user] if position >= firsts else 1
-        result.append(
-            Visit(
-                f"{prefix}-{user:05d}",
-                profile(user, nth),
-                event(user, nth) if logins else None,
-            )
+        yield Visit(
+            f"{prefix}-{user:05d}", profile(user, nth), event(user, nth) if logins else None
         )
-    return result
 
 
-def interleave(*lists: Sequence[Visit]) -> list[Visit]:
-    """The lists merged evenly by position, each keeping its own order (deterministic)."""
+def interleave(*streams: tuple[int, Iterable[Visit]]) -> Iterator[Visit]:
+    """Streams of ``(count, visits)`` merged evenly by position, each in its own order, lazily."""
     keyed = [
-        (position / len(items), index, visit)
-        for index, items in enumerate(lists)
-        for position, visit in enumerate(items)
+        ((position / count, index, visit) for position, visit in enumerate(items))
+        for index, (count, items) in enumerate(streams)
     ]
-    return [visit for _, _, visit in sorted(keyed, key=lambda item: (item[0], item[1]))]
+    for _, _, visit in heapq.merge(*keyed, key=lambda item: (item[0], item[1])):
+        yield visit
 
 
 def expected(handed: Iterable[Visit]) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:

@@ -10,8 +10,10 @@ size every ``RSS_INTERVAL`` seconds.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from _workload import API_KEY, heartbeat
 from analytex_async import AsyncAnalytex
 
 RSS_INTERVAL = 0.25
+TASKS_EVERY = 4
 TICK = 0.01
 """Seconds between two groups of hand-overs."""
 STALL_TARGET = 0.005
@@ -42,21 +45,31 @@ def rss_mib() -> float:
     return 0.0
 
 
-async def sample_rss(samples: list[tuple[float, float]]) -> None:
-    """Append ``(monotonic time, RSS MiB)`` every ``RSS_INTERVAL`` seconds until cancelled."""
-    while True:
-        samples.append((time.monotonic(), rss_mib()))
+async def sample_rss(samples: list[tuple[float, float, int]]) -> None:
+    """Append ``(monotonic time, RSS MiB, tasks)`` every ``RSS_INTERVAL`` s until cancelled.
+
+    The tasks alive (each costs memory) are counted every ``TASKS_EVERY``-th sample only (-1
+    otherwise): counting them walks them all.
+    """
+    for number in itertools.count():
+        tasks = len(asyncio.all_tasks()) if number % TASKS_EVERY == 0 else -1
+        samples.append((time.monotonic(), rss_mib(), tasks))
         await anyio.sleep(RSS_INTERVAL)
 
 
 async def hand_over(
-    background: Any, handed: Sequence[Visit], handover: float, timings: Timings
+    background: Any, handed: tuple[int, Iterator[Visit]], handover: float, timings: Timings
 ) -> None:
-    """Hand ``handed`` over evenly over ``handover`` seconds, a few per tick, timing each."""
+    """Hand ``handed`` (how many, and the visits) over evenly over ``handover`` seconds.
+
+    A few per tick, each timed; the visits are made as they are handed over, so the benchmark
+    holds none of them (its own objects would lengthen the process's garbage collections).
+    """
     started = anyio.current_time()
-    per_tick = max(1, round(len(handed) * TICK / handover))
-    for first in range(0, len(handed), per_tick):
-        for visit in handed[first : first + per_tick]:
+    count, stream = handed
+    per_tick = max(1, round(count * TICK / handover))
+    for first in range(0, count, per_tick):
+        for visit in itertools.islice(stream, per_tick):
             cpu = time.thread_time_ns()
             begin = time.perf_counter_ns()
             background.identify(visit.user, metadata=visit.profile)
@@ -64,17 +77,22 @@ async def hand_over(
                 background.track(visit.user, EVENT, metadata=visit.event)
             end = time.perf_counter_ns()
             timings.calls.append((begin, end, time.thread_time_ns() - cpu))
-        await anyio.sleep_until(started + (first + per_tick) * handover / len(handed))
+        await anyio.sleep_until(started + (first + per_tick) * handover / count)
 
 
 async def side_outage(
-    url: str, rate: int, rows: int, handed: Sequence[Visit], handover: float, patience: float
+    url: str,
+    rate: int,
+    rows: int,
+    handed: tuple[int, Iterator[Visit]],
+    handover: float,
+    patience: float,
 ) -> dict[str, Any]:
     """Hand ``handed`` over during the outage, flush, and return the figures (JSON-able).
 
     ``patience`` is the flush's timeout in seconds: a flush that gives up is a figure too.
     """
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, int]] = []
     timings = Timings()
     flushed: Any = None
     error = ""

@@ -86,7 +86,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +135,19 @@ RSS_BUDGET_MIB = 48.0
 
 def login_visits(count: int) -> list[Visit]:
     """The login run's visits: first logins, then repeats."""
-    return visits(count, REPEAT_SHARE, "login")
+    return list(visits(count, REPEAT_SHARE, "login"))
 
 
-def outage_visits(records: int) -> list[Visit]:
-    """The outage run's visits: logins and profile updates, interleaved, ``records`` records."""
+def outage_visits(records: int) -> tuple[int, Iterator[Visit]]:
+    """The outage run's visits, made lazily (the benchmark holds none), and how many there are.
+
+    Logins and profile updates, interleaved, ``records`` records in all.
+    """
     logins = round(records * LOGIN_SHARE)
     updates = records - 2 * logins
-    return interleave(
-        visits(logins, REPEAT_SHARE, "shopper"),
-        visits(updates, REPEAT_SHARE, "member", logins=False),
+    return logins + updates, interleave(
+        (logins, visits(logins, REPEAT_SHARE, "shopper")),
+        (updates, visits(updates, REPEAT_SHARE, "member", logins=False)),
     )
 
 
@@ -289,11 +292,11 @@ async def side_posthog(url: str, handed: list[Visit], after: float) -> dict[str,
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     if args.child == "outage":
-        handed = outage_visits(args.outage_records)
+        stream = outage_visits(args.outage_records)
         handover = args.outage_seconds * HANDOVER_SHARE
         timeout = args.outage_seconds + FLUSH_TIMEOUT
         rows = args.outage_rate * ROWS_PER_REQUEST
-        return asyncio.run(side_outage(args.url, args.outage_rate, rows, handed, handover, timeout))
+        return asyncio.run(side_outage(args.url, args.outage_rate, rows, stream, handover, timeout))
     handed, after = login_visits(args.logins), args.repeat_after
     if args.child == "background":
         return asyncio.run(side_background(args.url, args.rate, handed, after))
@@ -349,7 +352,8 @@ def run_outage(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         timeout = args.outage_seconds + FLUSH_TIMEOUT + 300
         figures = run_child(__file__, child_args(args, "outage", emulator.url), timeout=timeout)
     served = emulator.report()
-    figures.update(check(outage_visits(args.outage_records), served["users"], served["events"]))
+    handed = list(outage_visits(args.outage_records)[1])
+    figures.update(check(handed, served["users"], served["events"]))
     figures.update(
         too_many=served["too_many"],
         too_many_after=served["too_many_after"],
@@ -373,23 +377,28 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs else "n/a"
 
 
-def rss_phases(figures: dict[str, Any]) -> dict[str, float]:
-    """The resident set (MiB) at the outage run's moments, from its samples."""
-    samples: list[tuple[float, float]] = [(t, m) for t, m in figures["rss"]]
+def rss_phases(figures: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    """The resident set (MiB) and the tasks alive at the outage run's moments (-1: not counted).
+
+    Each moment shows the last sample taken at or before it (the tasks: the last count).
+    """
+    samples: list[tuple[float, float, int]] = [(t, m, n) for t, m, n in figures["rss"]]
     recovered = (figures["outage"] or [None, None])[1] or figures["done"]
 
-    def at(moment: float) -> float:
-        before = [mib for t, mib in samples if t <= moment]
-        return before[-1] if before else samples[0][1]
+    def at(moment: float) -> tuple[float, int]:
+        before = [(mib, tasks) for t, mib, tasks in samples if t <= moment] or [samples[0][1:]]
+        counted = [tasks for _, tasks in before if tasks >= 0]
+        return before[-1][0], counted[-1] if counted else -1
 
-    plateau = [mib for t, mib in samples if figures["handed_over"] <= t <= recovered]
+    plateau = [(mib, t) for t, mib, _ in samples if figures["handed_over"] <= t <= recovered]
+    peak = max(samples, key=lambda sample: sample[1])
     return {
         "start": at(figures["started"]),
         "handed over": at(figures["handed_over"]),
         "recovery": at(recovered),
-        "plateau peak": max(plateau, default=at(figures["handed_over"])),
-        "peak": max(mib for _, mib in samples),
-        "end": samples[-1][1],
+        "plateau peak": at(max(plateau)[1]) if plateau else at(figures["handed_over"]),
+        "peak": at(peak[0]),
+        "end": at(samples[-1][0]),
     }
 
 
@@ -518,7 +527,7 @@ def outage_targets(outage: dict[str, Any], stall: tuple[str, float, float]) -> T
         "0",
         met=outage["too_many_after"] == 0,
     )
-    rss = rss_phases(outage)
+    rss = {phase: mib for phase, (mib, _) in rss_phases(outage).items()}
     growth = rss["plateau peak"] - rss["handed over"]
     targets.add(
         "RSS growth while the outage lasts",
@@ -651,7 +660,10 @@ def print_notes(
     if outage["flush_error"]:
         print(f"outage run: flush() gave up: {outage['flush_error']}")
     stats = ", ".join(f"{k} {v:,}" for k, v in outage["stats"].items())
-    rss = ", ".join(f"{phase} {mib:.1f}" for phase, mib in rss_phases(outage).items())
+    rss = ", ".join(
+        f"{phase} {mib:.1f}" + (f" ({tasks:,} tasks)" if tasks >= 0 else "")
+        for phase, (mib, tasks) in rss_phases(outage).items()
+    )
     print(f"outage run, stats: {stats}.\noutage run, RSS (MiB): {rss}.")
     for (run, stall, own), figures in zip(stalls, (ours, outage), strict=True):
         cause = figures["stall_cause"] if stall * 1000 > TARGET_STALL_MS else "within the target"
