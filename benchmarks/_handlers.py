@@ -48,7 +48,8 @@ class Timings:
         """What made a heartbeat stall over ``target`` seconds: a collection, the machine, or work.
 
         A collection is the cause when the stall would have met ``target`` without it, or when
-        it took half the stall or more.
+        it took half the stall or more; the machine when the process ran for less than
+        ``target`` or less than half the stall.
 
         Args:
             span: The late beat's perf_counter readings (its sleep's start and its wake-up).
@@ -59,8 +60,10 @@ class Timings:
         gc_ns, generation = self.collected(int(span[0] * 1e9), int(span[1] * 1e9))
         if generation >= 0 and (late - gc_ns / 1e9 <= target or gc_ns / 1e9 >= late / 2):
             return f"a garbage collection (generation {generation}: {gc_ns / 1e6:,.1f} ms of it)"
-        if own <= target:
-            return "off the CPU (the machine is shared)"
+        if own <= target or own < late / 2:
+            return (
+                f"off the CPU (the process ran {own * 1000:,.1f} ms of it: the machine is shared)"
+            )
         return f"the process's own work ({gc_ns / 1e6:,.1f} ms of collection in it)"
 
     def cause(self, index: int, slow_ns: int) -> str:

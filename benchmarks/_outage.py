@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,15 +46,17 @@ def rss_mib() -> float:
     return 0.0
 
 
-async def sample_rss(samples: list[tuple[float, float, int]]) -> None:
-    """Append ``(monotonic time, RSS MiB, tasks)`` every ``RSS_INTERVAL`` s until cancelled.
+async def sample_rss(samples: list[tuple[float, float, int, int]]) -> None:
+    """Append ``(monotonic time, RSS MiB, tasks, blocks)`` every ``RSS_INTERVAL`` s until cancelled.
 
-    The tasks alive (each costs memory) are counted every ``TASKS_EVERY``-th sample only (-1
-    otherwise): counting them walks them all.
+    ``blocks`` is the interpreter's allocated memory blocks (``sys.getallocatedblocks``): the
+    live Python objects, which tell memory held from an allocator's high-water mark. The tasks
+    alive are counted every ``TASKS_EVERY``-th sample only (-1 otherwise): counting them walks
+    them all.
     """
     for number in itertools.count():
         tasks = len(asyncio.all_tasks()) if number % TASKS_EVERY == 0 else -1
-        samples.append((time.monotonic(), rss_mib(), tasks))
+        samples.append((time.monotonic(), rss_mib(), tasks, sys.getallocatedblocks()))
         await anyio.sleep(RSS_INTERVAL)
 
 
@@ -92,7 +95,7 @@ async def side_outage(
 
     ``patience`` is the flush's timeout in seconds: a flush that gives up is a figure too.
     """
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, int]] = []
     timings = Timings()
     flushed: Any = None
     error = ""
@@ -104,7 +107,7 @@ async def side_outage(
     ):
         tasks.start_soon(sample_rss, samples)
         background = client.background
-        async with heartbeat(limit=3600.0) as beat:
+        async with heartbeat(limit=3600.0, keep=False) as beat:
             await anyio.sleep(2 * RSS_INTERVAL)  # the starting size, sampled twice
             started = time.monotonic()
             with timings.watching_gc():

@@ -377,20 +377,20 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs else "n/a"
 
 
-def rss_phases(figures: dict[str, Any]) -> dict[str, tuple[float, int]]:
-    """The resident set (MiB) and the tasks alive at the outage run's moments (-1: not counted).
+def rss_phases(figures: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
+    """The outage run's moments: resident set (MiB), tasks alive (-1: not counted), blocks.
 
     Each moment shows the last sample taken at or before it (the tasks: the last count).
     """
-    samples: list[tuple[float, float, int]] = [(t, m, n) for t, m, n in figures["rss"]]
+    samples: list[tuple[float, float, int, int]] = [tuple(sample) for sample in figures["rss"]]
     recovered = (figures["outage"] or [None, None])[1] or figures["done"]
 
-    def at(moment: float) -> tuple[float, int]:
-        before = [(mib, tasks) for t, mib, tasks in samples if t <= moment] or [samples[0][1:]]
-        counted = [tasks for _, tasks in before if tasks >= 0]
-        return before[-1][0], counted[-1] if counted else -1
+    def at(moment: float) -> tuple[float, int, int]:
+        before = [sample for sample in samples if sample[0] <= moment] or samples[:1]
+        counted = [sample[2] for sample in before if sample[2] >= 0]
+        return before[-1][1], counted[-1] if counted else -1, before[-1][3]
 
-    plateau = [(mib, t) for t, mib, _ in samples if figures["handed_over"] <= t <= recovered]
+    plateau = [(mib, t) for t, mib, _, _ in samples if figures["handed_over"] <= t <= recovered]
     peak = max(samples, key=lambda sample: sample[1])
     return {
         "start": at(figures["started"]),
@@ -527,7 +527,7 @@ def outage_targets(outage: dict[str, Any], stall: tuple[str, float, float]) -> T
         "0",
         met=outage["too_many_after"] == 0,
     )
-    rss = {phase: mib for phase, (mib, _) in rss_phases(outage).items()}
+    rss = {phase: mib for phase, (mib, _, _) in rss_phases(outage).items()}
     growth = rss["plateau peak"] - rss["handed over"]
     targets.add(
         "RSS growth while the outage lasts",
@@ -661,8 +661,10 @@ def print_notes(
         print(f"outage run: flush() gave up: {outage['flush_error']}")
     stats = ", ".join(f"{k} {v:,}" for k, v in outage["stats"].items())
     rss = ", ".join(
-        f"{phase} {mib:.1f}" + (f" ({tasks:,} tasks)" if tasks >= 0 else "")
-        for phase, (mib, tasks) in rss_phases(outage).items()
+        f"{phase} {mib:.1f} ("
+        + (f"{tasks:,} tasks, " if tasks >= 0 else "")
+        + f"{blocks / 1000:,.0f}k blocks)"
+        for phase, (mib, tasks, blocks) in rss_phases(outage).items()
     )
     print(f"outage run, stats: {stats}.\noutage run, RSS (MiB): {rss}.")
     for (run, stall, own), figures in zip(stalls, (ours, outage), strict=True):
