@@ -106,6 +106,7 @@ class Heartbeat:
         self.interval = interval
         self.lateness: list[float] = []
         self.own_lateness: list[float] = []
+        self.starts: list[float] = []  # the perf_counter reading at which each beat began
 
     @property
     def beats(self) -> int:
@@ -139,14 +140,102 @@ class Heartbeat:
             await anyio.sleep(self.interval)
             gap = time.perf_counter() - before
             cpu = time.process_time() - cpu_before
-            self.lateness.append(gap - self.interval)
-            self.own_lateness.append(min(gap, cpu) - self.interval)
+            self._record(before, gap - self.interval, min(gap, cpu) - self.interval)
+
+    def _record(self, began: float, late: float, own: float) -> None:
+        self.starts.append(began)
+        self.lateness.append(late)
+        self.own_lateness.append(own)
+
+    @property
+    def worst_span(self) -> tuple[float, float]:
+        """The perf_counter readings at which the latest beat began and woke up."""
+        if not self.lateness:
+            return (0.0, 0.0)
+        index = max(range(len(self.lateness)), key=self.lateness.__getitem__)
+        began = self.starts[index]
+        return (began, began + self.interval + self.lateness[index])
+
+    def without(self, start: float, end: float) -> Heartbeat:
+        """The beats that did not overlap ``start``..``end`` (perf_counter readings).
+
+        A benchmark's own burst (hundreds of handlers run back to back) holds the loop by
+        design; leaving its span out keeps the figure about what the SDK does meanwhile.
+        """
+        kept = Heartbeat(self.interval)
+        for began, late, own in zip(self.starts, self.lateness, self.own_lateness, strict=True):
+            if began + self.interval + late < start or began > end:
+                kept.starts.append(began)
+                kept.lateness.append(late)
+                kept.own_lateness.append(own)
+        return kept
+
+
+class SummaryHeartbeat(Heartbeat):
+    """A ``Heartbeat`` that keeps no beat, only what its figures need, in constant memory.
+
+    For a run of minutes whose memory is measured: a list of every beat would grow by some
+    100 kB a second. It keeps the worst stall (and its span), the worst on-CPU stall, the count
+    and a histogram of the stalls in ``BUCKET`` steps (``p99`` to that resolution).
+    """
+
+    BUCKET = 0.0001
+
+    def __init__(self, interval: float = 0.001) -> None:
+        super().__init__(interval)
+        self._count = 0
+        self._worst = self._own_worst = 0.0
+        self._worst_span = (0.0, 0.0)
+        self._histogram: dict[int, int] = {}
+
+    def _record(self, began: float, late: float, own: float) -> None:
+        self._count += 1
+        if late > self._worst:
+            self._worst, self._worst_span = late, (began, began + self.interval + late)
+        self._own_worst = max(self._own_worst, own)
+        bucket = math.ceil(late / self.BUCKET)
+        self._histogram[bucket] = self._histogram.get(bucket, 0) + 1
+
+    @property
+    def beats(self) -> int:
+        """How many beats were recorded."""
+        return self._count
+
+    @property
+    def worst(self) -> float:
+        """The longest stall in seconds."""
+        return self._worst
+
+    @property
+    def own_worst(self) -> float:
+        """The longest stall counting only the time this process was running, in seconds."""
+        return self._own_worst
+
+    @property
+    def worst_span(self) -> tuple[float, float]:
+        """The perf_counter readings at which the latest beat began and woke up."""
+        return self._worst_span
+
+    @property
+    def p99(self) -> float:
+        """The 99th percentile of the stalls in seconds (rounded up to ``BUCKET``)."""
+        rank, seen = math.ceil(0.99 * self._count), 0
+        for bucket in sorted(self._histogram):
+            seen += self._histogram[bucket]
+            if seen >= rank:
+                return bucket * self.BUCKET
+        return 0.0
 
 
 @asynccontextmanager
-async def heartbeat(interval: float = 0.001, limit: float = 900.0) -> AsyncIterator[Heartbeat]:
-    """Run a ``Heartbeat`` for the duration of the block (``limit`` seconds at most)."""
-    beat = Heartbeat(interval)
+async def heartbeat(
+    interval: float = 0.001, limit: float = 900.0, *, keep: bool = True
+) -> AsyncIterator[Heartbeat]:
+    """Run a ``Heartbeat`` for the duration of the block (``limit`` seconds at most).
+
+    With ``keep=False`` it is a ``SummaryHeartbeat``: constant memory, no ``without``.
+    """
+    beat = Heartbeat(interval) if keep else SummaryHeartbeat(interval)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(beat._run, limit)
         try:
