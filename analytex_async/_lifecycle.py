@@ -173,9 +173,12 @@ class Lifecycle:
             "POST", REALTIME_PATHS[kind], body=sized_json(body, "metadata"), window=window
         )
 
-    def _quick_identify_reach(self) -> int | None:
+    def _quick_identify_reach(self, backlog: int) -> int | None:
         window = self.runtimes.get().windows.identify
         if isinstance(window, RequestWindow):
+            free = window.free_now()
+            if backlog < free:  # the common case, in O(1): the window starts it at once
+                return free
             return window.reachable_within(self.delivery.max_delay)
         return None  # a shared window is asked by ``_identify_reach``, off the handler's path
 

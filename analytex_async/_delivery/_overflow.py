@@ -128,7 +128,7 @@ class BulkOverflow:
         run_bulk: BulkRun,
         wait_job: Callable[[Job], Awaitable[Job]],
         reach: Callable[[], Awaitable[int]],
-        quick_reach: Callable[[], int | None],
+        quick_reach: Callable[[int], int | None],
     ) -> None:
         self.ledger = ledger
         self.senders = senders
@@ -156,17 +156,21 @@ class BulkOverflow:
             The lane.
         """
         identifies = self.ledger.identifies
-        if followed or len(identifies) < self._reach_now() or not could_go_bulk(record):
+        if followed or len(identifies) < self._reach_now(len(identifies)):
+            return identifies
+        if not could_go_bulk(record):
             return identifies
         self._has_work.set()
         return self.lanes[record.kind]
 
-    def _reach_now(self) -> int:
+    def _reach_now(self, backlog: int) -> int:
         """How many more identifies the window starts within ``max_delay``, estimated."""
         now = anyio.current_time()
         if now - self._estimated_at > STALE_REACH:
-            quick = self._quick_reach()
+            quick = self._quick_reach(backlog)
             if quick is not None:
+                if quick > backlog:
+                    return quick  # free slots enough: no estimate needed (nor kept)
                 self._remember(quick, now)
         if self._estimate is None:
             return 1 << 62  # a shared window not asked yet: the refresher asks it at once

@@ -9,9 +9,11 @@ slot and its concurrency slot while the request is out and gives both back when 
 
 A transient failure (no answer, 408, 429, 5xx, a shared governor briefly away) sends the record
 to ``RETRYING``: one timer (a heap of due times, not a task per record) makes it ready again
-after its delay; it holds nothing meanwhile. A 429 also
-pauses the whole window (``Pausable``) before the slot is given back, so the other records of
-the lane, and awaited calls, wait out the ``Retry-After``; then one probe goes first. Any other
+after its delay; it holds nothing meanwhile. A 5xx or a lost connection also pauses the record's
+*lane* (its breaker: 1 s, then longer with each failure in a row, up to a minute; then one
+probe), so an outage costs a request now and then, not a window's worth of doomed attempts. A
+429 pauses the whole window (``Pausable``) before the slot is given back, so the other records
+of the lane, and awaited calls, wait out the ``Retry-After``; then one probe goes first. Any other
 failure is permanent: the record settles as failed and ``on_error`` hears of it.
 """
 
@@ -37,6 +39,7 @@ from .._errors import (
 )
 from .._telemetry import waiting
 from .._types import Pausable, RequestSlots
+from ..governors._windows import PauseGate
 from ._ledger import Ledger
 from ._policy import DeliveryKind, DeliveryPolicy
 from ._record import Lane, Record
@@ -147,6 +150,10 @@ class RealtimeSenders:
         self._send = send
         self._window = window
         self._slots = anyio.Semaphore(concurrency)
+        # A lane's breaker: a run of 5xx or lost connections pauses the lane (growing pauses,
+        # then one probe), so an outage costs a request now and then, not the whole window.
+        self._breakers = {"identify": PauseGate(), "track": PauseGate()}
+        self._failures = {"identify": 0, "track": 0}  # in a row, per lane
         self._due: list[tuple[float, int, Record]] = []  # retries: (when, seq, record), a heap
         self._due_changed = anyio.Event()
         self.started = 0  # identify attempts started (bulk overflow's reach estimate)
@@ -167,9 +174,14 @@ class RealtimeSenders:
 
     async def _take_and_send(self, lane: Lane, kind: DeliveryKind, took: anyio.Event) -> None:
         window = self._window(kind)
+        breaker = self._breakers[kind]
+        token = object()
         error: Exception | None = None
         try:
             async with contextlib.AsyncExitStack() as held:
+                held.callback(breaker.leave, token)
+                await breaker.enter(token)
+                pauses = breaker.pauses
                 if window is not None:
                     with waiting("rate"):
                         await held.enter_async_context(window.slot())
@@ -182,6 +194,7 @@ class RealtimeSenders:
                 if kind == "identify":
                     self.started += 1
                 error = await self._attempt(record, window)
+                self._trip(kind, error, pauses)
         finally:
             took.set()  # cancelled while waiting: let the dispatcher go on (or stop)
         if error is not None:
@@ -202,6 +215,27 @@ class RealtimeSenders:
         self.ledger.settle(record, "delivered")
         return None
 
+    def _trip(self, kind: DeliveryKind, error: Exception | None, pauses: int) -> None:
+        """Count a lane's failures in a row; pause it after a 5xx or a lost connection."""
+        if error is None or isinstance(error, RateLimitError):
+            if error is None:
+                self._failures[kind] = 0
+            return  # a 429 is the window's to handle
+        breaker = self._breakers[kind]
+        if breaker.pauses != pauses:
+            return  # another attempt of the same run already paused the lane
+        self._failures[kind] += 1
+        delay = retry_delay(self._failures[kind])
+        breaker.pause(delay)
+        logger.warning(
+            "background %s sends pause %.0f s after %d failure(s) in a row (%s); then one "
+            "request probes before the rest",
+            kind,
+            delay,
+            self._failures[kind],
+            describe(error),
+        )
+
     def _retry_later(self, record: Record, error: Exception, *, paused: bool) -> None:
         record.tries += 1
         if isinstance(error, RateLimitError) and paused:
@@ -212,7 +246,7 @@ class RealtimeSenders:
             delay = retry_delay(record.tries)
             if isinstance(error, RateLimitError) and error.retry_after is not None:
                 delay = max(delay, min(error.retry_after, MAX_PAUSE))
-        logger.warning(
+        logger.debug(
             "background %s will be sent again in %.0f s: %s", record.kind, delay, describe(error)
         )
         self.ledger.retrying(record)

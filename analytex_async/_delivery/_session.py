@@ -39,14 +39,15 @@ class BulkRoute:
         run: Runs the bulk pipeline over checked records (NDJSON uploads, waiting for the jobs).
         wait_job: Waits until a job is finished.
         reach: How many more identifies the real-time window can start within ``max_delay``.
-        quick_reach: The same, without a request, when the window can tell at once (else
-            ``None``).
+        quick_reach: Given the identifies already waiting, the same without a request when
+            the window can tell at once (else ``None``); when they are fewer than its free
+            slots, it may answer just that (O(1)).
     """
 
     run: BulkRun
     wait_job: Callable[[Job], Awaitable[Job]]
     reach: Callable[[], Awaitable[int]]
-    quick_reach: Callable[[], int | None]
+    quick_reach: Callable[[int], int | None]
 
 
 KEYS = {"identify": "user_id", "identify_company": "company_id", "track": "user_id"}

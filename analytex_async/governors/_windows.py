@@ -80,6 +80,11 @@ class PauseGate:
         self._need_probe = True
 
     @property
+    def pauses(self) -> int:
+        """How many times it was paused so far."""
+        return self._pauses
+
+    @property
     def paused(self) -> bool:
         """Whether a 429 holds requests back now (or its probe is not answered yet)."""
         return self._need_probe or anyio.current_time() < self._until
@@ -159,6 +164,11 @@ class RequestWindow:
                 else:
                     # Every slot is held by a request still in flight: wait for an answer.
                     await self._released.wait()
+
+    def free_now(self) -> int:
+        """Slots free this instant (a lower bound of ``reachable_within``, in O(1) amortized)."""
+        self._expire(anyio.current_time())
+        return max(self.limit - self._in_flight - len(self._finished), 0)
 
     def reachable_within(self, seconds: float) -> int:
         """How many more requests could start within ``seconds`` from now.

@@ -369,3 +369,19 @@ def test_a_loop_that_ended_with_a_call_in_flight_does_not_block_the_next() -> No
         asyncio.run(client.track("u1", "Came Back"))
         with contextlib.suppress(BaseException):  # the abandoned call, closed for the GC's sake
             left[0].get_coro().close()  # type: ignore[union-attr]
+
+
+async def test_an_outage_costs_a_probe_now_and_then_not_the_whole_window() -> None:
+    """A run of 503s pauses the lane (1 s, 2 s, 4 s ... up to a minute), then one probe."""
+    emulator = Emulator()
+    down = emulator.faults.add("/v1/identify", status=503, times=None)
+    async with opened(emulator) as client:
+        for n in range(200):
+            client.background.identify(f"u{n}", metadata={"n": n})
+        await anyio.sleep(120)
+        during = len(arrivals(emulator, "/v1/identify"))
+        emulator.faults.remove(down)
+        stats = await client.background.flush(timeout=300)
+    assert during <= 16 + 8  # the first sends in flight, then a probe after each pause
+    assert stats.delivered == 200
+    assert len(emulator.users) == 200
