@@ -10,11 +10,10 @@ import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 
 from ._net import free_port, wait_until
 
@@ -111,20 +110,3 @@ def running_redis(directory: Path, port: int | None = None) -> Iterator[RedisSer
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A ``redis-server`` for the module's tests (import this fixture by name)."""
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client of the module's server, to look at the keys the SDK leaves there."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()

@@ -48,9 +48,7 @@ from analytex_async.governors._lua import row_cost
 from analytex_async.testing import EmulatedAnalytex
 
 from ._net import free_port, wait_until
-from .redis_server import RedisServer, raw, redis_server, running_redis
-
-__all__ = ["raw", "redis_server"]  # fixtures, used by name
+from .redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.anyio
 

@@ -43,10 +43,10 @@ from analytex_async.testing import EmulatedAnalytex
 
 from ._net import wait_until
 from ._uploads import Uploads
-from .redis_server import RedisServer, raw, redis_server, running_redis
+from .redis_server import RedisServer, running_redis
 from .test_cli import Served, key, run, served, users, write_ndjson
 
-__all__ = ["key", "raw", "redis_server", "run", "served"]  # fixtures, used by name
+__all__ = ["key", "run", "served"]  # fixtures, used by name
 
 pytestmark = pytest.mark.anyio
 

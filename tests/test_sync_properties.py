@@ -36,9 +36,7 @@ from analytex_async.emulator import Emulator
 from analytex_async.testing import EmulatedAnalytex
 
 from ._uploads import Uploads
-from .redis_server import RedisServer, redis_server
-
-__all__ = ["redis_server"]  # a fixture, used by name
+from .redis_server import RedisServer
 
 IDS = [f"u{i}" for i in range(12)]
 BATCH = 3

@@ -15,10 +15,6 @@ import pytest
 
 from analytex_async import ConfigurationError, RedisSyncState, SQLiteSyncState, SyncState
 
-from .redis_server import redis_server
-
-__all__ = ["redis_server"]  # a fixture, used by name
-
 pytestmark = pytest.mark.anyio
 
 MakeState = Callable[[], SyncState]
