@@ -91,6 +91,21 @@ class Company:
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_mapping)
 
 
+
+def job_id_of(data: Mapping[str, Any]) -> str | None:
+    """A job's (or an export's) id in the server's JSON object, as text; ``None`` if unusable.
+
+    Args:
+        data: The decoded object (``job_id``, or ``id``; a number is read as its text).
+
+    Returns:
+        The id, or ``None``.
+    """
+    job_id = data.get("job_id", data.get("id"))
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    return job_id if isinstance(job_id, str) and job_id else None
+
 class JobStatus(str, enum.Enum):
     """The state of a background (bulk) job.
 
@@ -216,10 +231,8 @@ class Job:
         Raises:
             ValueError: ``data`` has no usable ``job_id``.
         """
-        job_id = data.get("job_id", data.get("id"))
-        if isinstance(job_id, int) and not isinstance(job_id, bool):
-            job_id = str(job_id)
-        if not isinstance(job_id, str) or not job_id:
+        job_id = job_id_of(data)
+        if job_id is None:
             raise ValueError(f"job object without a job_id: {dict(data)!r:.200}")
         kind = data.get("type")
         return cls(

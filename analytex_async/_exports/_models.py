@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from .._models import _parse_time
+from .._models import _parse_time, job_id_of
 
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
 """The statuses that end an export; anything else means it still runs."""
@@ -195,10 +195,8 @@ class Export:
         Raises:
             ValueError: ``data`` has no usable ``job_id``.
         """
-        job_id = data.get("job_id", data.get("id"))
-        if isinstance(job_id, int) and not isinstance(job_id, bool):
-            job_id = str(job_id)
-        if not isinstance(job_id, str) or not job_id:
+        job_id = job_id_of(data)
+        if job_id is None:
             raise ValueError("export object without a job_id")
         status = data.get("status")
         links = data.get("presigned_urls")
