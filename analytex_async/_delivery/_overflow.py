@@ -141,6 +141,7 @@ class BulkOverflow:
         self._estimate: int | None = None
         self._estimated_at = -float("inf")
         self._started_then = 0
+        self._lower_bound = False  # the estimate is only the window's free slots
         self._has_work = anyio.Event()
 
     # -- routing: called by the ledger, synchronously, as an identify becomes ready ----------
@@ -166,19 +167,23 @@ class BulkOverflow:
     def _reach_now(self, backlog: int) -> int:
         """How many more identifies the window starts within ``max_delay``, estimated."""
         now = anyio.current_time()
-        if now - self._estimated_at > STALE_REACH:
-            quick = self._quick_reach(backlog)
-            if quick is not None:
-                if quick > backlog:
-                    return quick  # free slots enough: no estimate needed (nor kept)
-                self._remember(quick, now)
+        if self._estimate is not None and now - self._estimated_at <= STALE_REACH:
+            reach = self._estimate - (self.senders.started - self._started_then)
+            if reach > backlog or not self._lower_bound:
+                return reach
+        quick = self._quick_reach(backlog)
+        if quick is not None:
+            # The window's free slots, when they are enough (a lower bound, kept for a second),
+            # else its full estimate.
+            self._remember(quick, now, lower_bound=quick > backlog)
         if self._estimate is None:
             return 1 << 62  # a shared window not asked yet: the refresher asks it at once
         return self._estimate - (self.senders.started - self._started_then)
 
-    def _remember(self, reach: int, now: float) -> None:
+    def _remember(self, reach: int, now: float, *, lower_bound: bool = False) -> None:
         self._estimate, self._estimated_at = reach, now
         self._started_then = self.senders.started
+        self._lower_bound = lower_bound
 
     # -- sending -----------------------------------------------------------------------------
 
