@@ -250,9 +250,10 @@ class Fleet:
             return
         self._next_sample = now + RSS_INTERVAL
         for label, process in self.processes.items():
-            kib = rss_kib(process.pid) if process.poll() is None else None
-            if kib:  # 0 while the child is still being exec'd
-                self.samples[label].append((now - self.born[label], kib))
+            age = now - self.born[label]
+            kib = rss_kib(process.pid) if process.poll() is None and age >= 1.0 else None
+            if kib:  # skipped in its first second: it may still be being exec'd
+                self.samples[label].append((age, kib))
 
     def wait(self, seconds: float, until: Any = None) -> bool:
         """Sample while waiting ``seconds`` or until ``until()`` is true (returned)."""
@@ -495,8 +496,6 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
         f"<= {allowance} (in flight at the close or held at the kill)",
         met=event_dupes + identify_dupes <= allowance and outside == 0 and identify_dupes >= 0,
     )
-    if outside:
-        print(f"MISSED: {outside} duplicate event(s) of users whose records never left memory")
     targets.add("429s drawn (emulator's log)", f"{too_many(log):,}", "0", met=too_many(log) == 0)
     targets.add(
         "the restart spilled, the others replayed",
@@ -511,9 +510,6 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
         f"<= {TARGET_TAKEOVER:g} s",
         met=takeover is not None and takeover <= TARGET_TAKEOVER,
     )
-    if killed is None:
-        print("MISSED: no worker claimed the spill within "
-              f"{CLAIM_WAIT:g} s, so none was killed holding records")  # fmt: skip
     targets.add(
         "outbox stream at the end", f"{figures['outbox_left']:,} records", "0",
         met=figures["outbox_left"] == 0,
@@ -561,14 +557,40 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
             f"crash: {killed} claimed the spill {figures['claimed_after']:.1f} s after the close, "
             f"was killed {HOLD_BEFORE_KILL:g} s later holding {figures['held_at_kill']:,} "
             f"record(s); its last stats report ({figures['killed_at'] - report['time']:.1f} s "
-            f"before the kill) had {report.get('pending', 0):,} pending."
+            f"before the kill) had {report.get('pending', 0):,} pending, so about "
+            f"{max(0, int(report.get('pending', 0)) - int(figures['held_at_kill'])):,} of its "
+            "own only in memory (pending less the claimed records it held)."
         )
     for number, run_figures in enumerate(runs, 1):
         print(f"sync run {number}: {run_figures}")
     flushes = {label: finals[label].get("flush_seconds") for label in workers if finals[label]}
     print(f"final flushes (s): { {k: round(v, 2) for k, v in flushes.items() if v is not None} }")
     print(f"identify requests accepted: {identify_ok:,}; users identified: {identified:,}")
-    return table.ok and targets.ok and rss.ok and not outside
+    shortfall = ", ".join(f"{label}: {row['missing']}" for label, row in per.items())
+    causes = {
+        f"{lost:,} record(s) lost (missing per worker: {shortfall})": lost > 0,
+        f"{outside:,} duplicate event(s) of users whose records never went through the outbox": (
+            outside > 0
+        ),
+        f"duplicates past the allowance: {event_dupes + identify_dupes:,} > {allowance}": (
+            event_dupes + identify_dupes > allowance
+        ),
+        f"429s drawn: { {p: c['429'] for p, c in log.items() if c.get('429')} }": too_many(log) > 0,
+        "the restart spilled nothing: the windows had room for the burst within the drain "
+        "(raise --burst)": spilled == 0,
+        f"no worker claimed the spill within {CLAIM_WAIT:g} s, so none was killed holding "
+        "records": killed is None,
+        "the killed process's records were not taken over within "
+        f"{TARGET_TAKEOVER:g} s ({takeover})": killed is not None
+        and (takeover is None or takeover > TARGET_TAKEOVER),
+        f"{figures['outbox_left']:,} record(s) left in the outbox": figures["outbox_left"] > 0,
+        f"the sync did not complete as expected: {runs}": not (first_ok and second_ok),
+        "RSS grew past 1.2x its value after warm-up (see the RSS table)": not flat_ok,
+    }
+    for cause, missed in causes.items():
+        if missed:
+            print(f"MISSED: {cause}")
+    return table.ok and targets.ok and rss.ok and not any(causes.values())
 
 
 def main() -> int:
