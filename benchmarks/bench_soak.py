@@ -20,7 +20,7 @@ with a ``redis-server`` started on a free loopback port (persistence off), for `
   short grace): what the windows did not let out is spilled to the Redis outbox. Its successor
   starts once a crash below happened (a rescheduled pod takes a while), so the other workers'
   periodic claims (every 15 s) take the spill;
-* **a crash**: the worker holding claimed records of the spill is killed (``SIGKILL``) two
+* **a crash**: the worker holding the most claimed records of the spill is killed (``SIGKILL``) two
   seconds after it claimed them; its records must be taken over by the others within a minute
   (its 40 s lease, then the next claim); its successor starts at once.
 
@@ -63,7 +63,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,7 @@ import httpx
 from _table import Table, verdict
 from _workload import API_KEY, describe_machine, user_row
 from bench_background import EmulatorProcess, too_many
-from bench_sync import redis_server
+from bench_sync import redis_server, rows
 
 from analytex_async import AsyncAnalytex, DeliveryPolicy
 from analytex_async.governors import RedisGovernor, api_key_hash
@@ -171,14 +170,6 @@ async def worker(args: argparse.Namespace) -> None:
 # -- the sync, in its own process -------------------------------------------------------------
 
 
-def sync_rows(count: int, changed_every: int | None) -> Iterator[dict[str, Any]]:
-    for i in range(count):
-        row = user_row(i)
-        if changed_every and i % changed_every == 0:
-            row["metadata"]["score"] = -1.5
-        yield row
-
-
 async def sync(args: argparse.Namespace) -> None:
     """Sync the table, then sync it again with every 100th row changed; write the results."""
     await anyio.sleep(max(0.0, args.start_at - time.time()))
@@ -188,7 +179,7 @@ async def sync(args: argparse.Namespace) -> None:
         for changed in (None, 100):
             started = time.monotonic()
             result = await client.sync_users(
-                sync_rows(args.sync_rows, changed), state=f"{args.redis}?name={NAME}"
+                rows(args.sync_rows, changed), state=f"{args.redis}?name={NAME}"
             )
             runs.append(
                 {
@@ -378,7 +369,7 @@ def _restart_and_kill(fleet: Fleet, t0: float, end: float) -> dict[str, Any]:
 
     closed_at = time.time()
     if fleet.wait(CLAIM_WAIT, until=claimed):
-        pid = next(iter(found))
+        pid = max(found, key=found.__getitem__)  # the one holding the most
         label = pids[pid]
         figures["claimed_after"] = time.time() - closed_at
         fleet.wait(HOLD_BEFORE_KILL)
