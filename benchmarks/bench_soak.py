@@ -24,9 +24,10 @@ with a ``redis-server`` started on a free loopback port (persistence off), for `
   seconds after it claimed them; its records must be taken over by the others within a minute
   (its 40 s lease, then the next claim); its successor starts at once.
 
-At the end every worker stops handing over, flushes and closes; then the emulator's store
-(``/_emulator/users``, ``/_emulator/events``) is compared, user by user, with what each worker
-wrote to its hand-over log (one line per user, written unbuffered *before* handing it over):
+At the end every worker stops handing over, flushes and closes; then the emulator's store (its
+users' metadata and its tracks, from the report ``_emulated.EmulatorProcess`` writes) is
+compared, user by user, with what each worker wrote to its hand-over log (one line per user,
+written unbuffered *before* handing it over):
 
 * **lost** (target 0): records handed over by any process but the killed one, or held in the
   outbox, that never reached the server;
@@ -40,8 +41,8 @@ wrote to its hand-over log (one line per user, written unbuffered *before* handi
   records the killed process held claimed;
 * **429s** (target 0): from the emulator's request log;
 * **RSS**: each process's ``VmRSS`` sampled every 5 s: start, after warm-up (60 s into the
-  process's life, or a fifth of the run if shorter), peak, end; flat when end <= 1.2x the
-  value after warm-up (judged for processes that lived at least twice the warm-up).
+  process's life, or a fifth of the run if shorter, 10 s at least), peak, end; flat when end
+  <= 1.2x the value after warm-up (judged for processes that lived at least twice the warm-up).
 
 Also checked: the spill happened and was replayed, the outbox stream is empty at the end, and
 the sync stored every row and its second run sent only the changed ones.
@@ -67,10 +68,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+from _emulated import EmulatorProcess
 from _table import Table, verdict
 from _workload import API_KEY, describe_machine, user_row
-from bench_background import EmulatorProcess, too_many
 from bench_sync import redis_server, rows
 
 from analytex_async import AsyncAnalytex, DeliveryPolicy
@@ -305,25 +305,16 @@ def read_json(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-def stored(url: str) -> tuple[dict[str, dict[str, Any]], Counter[str]]:
-    """Every user the emulator stored (id -> metadata) and the soak events per user."""
-    users: dict[str, dict[str, Any]] = {}
-    with httpx.Client(base_url=url, timeout=60) as http:
-        offset = 0
-        while True:
-            page = http.get("/_emulator/users", params={"limit": 10_000, "offset": offset}).json()
-            users.update((u["user_id"], u.get("metadata", {})) for u in page["users"])
-            offset += len(page["users"])
-            if not page["users"] or offset >= page["count"]:
-                break
-        events = http.get("/_emulator/events").json()
-    return users, Counter(e["user_id"] for e in events if e["event_name"] == EVENT)
+def stored(report: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], Counter[str]]:
+    """Every user the emulator stored (id -> metadata) and the soak's events per user."""
+    events = Counter(user for user, name, _ in report["events"] if name == EVENT)
+    return dict(report["users"]), events
 
 
 def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     """Run the soak; everything the judgement needs."""
     seconds = args.seconds
-    emulator = EmulatorProcess(RATE, directory, "soak")
+    emulator = EmulatorProcess(directory, "soak", API_KEY, RATE, ROWS_PER_MINUTE)
     with redis_server(directory) as redis_url, emulator:
         fleet = Fleet(args, emulator.url, redis_url, directory)
         try:
@@ -345,10 +336,11 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                     raise RuntimeError(f"{label} did not finish in time")
                 fleet.check_exit(label)
             figures["outbox_left"] = outbox_length(redis_url)
-            figures["users"], figures["events"] = stored(emulator.url)
         finally:
             fleet.stop_all()
-    figures["log"] = emulator.log()
+    report = emulator.report()
+    figures["users"], figures["events"] = stored(report)
+    figures["log"], figures["too_many"] = report["requests"], int(report["too_many"])
     figures["samples"] = fleet.samples
     figures["labels"] = list(fleet.processes)
     return figures
@@ -469,7 +461,7 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
         1 for i in range(0, args.sync_rows, 100)
         if users.get(user_row(i)["user_id"], {}).get("score") == -1.5
     )  # fmt: skip
-    warm_up = min(60.0, args.seconds / 5)
+    warm_up = min(60.0, max(10.0, args.seconds / 5))
 
     print()
     targets = Table(["target", "figure", "target value"])
@@ -487,7 +479,8 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
         f"<= {allowance} (in flight at the close or held at the kill)",
         met=event_dupes + identify_dupes <= allowance and outside == 0 and identify_dupes >= 0,
     )
-    targets.add("429s drawn (emulator's log)", f"{too_many(log):,}", "0", met=too_many(log) == 0)
+    too_many = figures["too_many"]
+    targets.add("429s drawn (emulator's log)", f"{too_many:,}", "0", met=too_many == 0)
     targets.add(
         "the restart spilled, the others replayed",
         f"{spilled:,} spilled, {replayed:,} replayed",
@@ -566,7 +559,7 @@ def judge(args: argparse.Namespace, directory: Path, figures: dict[str, Any]) ->
         f"duplicates past the allowance: {event_dupes + identify_dupes:,} > {allowance}": (
             event_dupes + identify_dupes > allowance
         ),
-        f"429s drawn: { {p: c['429'] for p, c in log.items() if c.get('429')} }": too_many(log) > 0,
+        f"429s drawn: { {p: c['429'] for p, c in log.items() if c.get('429')} }": too_many > 0,
         "the restart spilled nothing: the windows had room for the burst within the drain "
         "(raise --burst)": spilled == 0,
         f"no worker claimed the spill within {CLAIM_WAIT:g} s, so none was killed holding "
