@@ -68,7 +68,7 @@ def docs(session: nox.Session) -> None:
 
 BENCHMARKS = [
     "throughput", "memory", "stall", "end_to_end", "peers", "background", "parquet", "sync",
-    "otel", "export",
+    "otel", "export", "soak",
 ]  # fmt: skip
 
 
@@ -78,7 +78,7 @@ def bench(session: nox.Session) -> None:
 
     Every benchmark runs even after a miss, so one run shows all the figures.
     """
-    ensure_redis_server(session)  # bench_sync's Redis state
+    ensure_redis_server(session)  # bench_sync's Redis state, bench_soak's fleet
     session.install("-e", ".[all]", "trio", "posthog", "segment-analytics-python")
     missed = []
     for name in session.posargs or BENCHMARKS:
