@@ -91,7 +91,6 @@ class Company:
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_mapping)
 
 
-
 def job_id_of(data: Mapping[str, Any]) -> str | None:
     """A job's (or an export's) id in the server's JSON object, as text; ``None`` if unusable.
 
@@ -105,6 +104,7 @@ def job_id_of(data: Mapping[str, Any]) -> str | None:
     if isinstance(job_id, int) and not isinstance(job_id, bool):
         job_id = str(job_id)
     return job_id if isinstance(job_id, str) and job_id else None
+
 
 class JobStatus(str, enum.Enum):
     """The state of a background (bulk) job.
