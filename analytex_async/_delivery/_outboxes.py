@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._outbox import ClaimedFile, Outbox, OutboxError, OutboxKind, OutboxRecord, Replayed
+from ._outbox import ClaimedFile, Outbox, OutboxError, OutboxRecord, Replayed
 
 logger = logging.getLogger("analytex_async")
 
@@ -221,4 +221,4 @@ def open_outbox(setting: str | os.PathLike[str], key_hash: str) -> OutboxStore:
     return DirectoryOutbox(setting)
 
 
-__all__ = ["DirectoryOutbox", "OutboxKind", "OutboxStore", "Replayed", "open_outbox"]
+__all__ = ["DirectoryOutbox", "OutboxStore", "Replayed", "open_outbox"]

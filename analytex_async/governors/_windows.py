@@ -84,11 +84,6 @@ class PauseGate:
         """How many times it was paused so far."""
         return self._pauses
 
-    @property
-    def paused(self) -> bool:
-        """Whether a 429 holds requests back now (or its probe is not answered yet)."""
-        return self._need_probe or anyio.current_time() < self._until
-
     async def enter(self, token: object) -> None:
         """Wait until a request may go: no pause, or its turn as the probe.
 
